@@ -1,0 +1,38 @@
+"""Test configuration shared by the whole suite.
+
+- float64 is enabled so gradients can be checked with ``jax.test_util.check_grads`` in double
+  precision. Tests of float32 behaviour pass float32 arrays explicitly and assert the dtype of the
+  result, which also catches accidental promotion to float64 inside jaxla.
+- Implicit rank promotion raises, so jaxla never relies on accidental broadcasting.
+"""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+settings.register_profile(
+    "jaxla",
+    deadline=None,
+    max_examples=25,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    derandomize=True,
+)
+settings.register_profile("slow", parent=settings.get_profile("jaxla"), max_examples=200)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "jaxla"))
+
+
+@pytest.fixture
+def rng():
+    """A seeded numpy Generator: every test gets the same data on every run."""
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def key():
+    return jax.random.key(0)

@@ -1,0 +1,3 @@
+"""jaxla.linalg.decompositions."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""jaxla.linalg.krylov."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""jaxla.linalg.lowrank."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""jaxla.linalg.matrices."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""jaxla.linalg.operators."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""jaxla.linalg.vectors."""
+
+__all__: list[str] = []
