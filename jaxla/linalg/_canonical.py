@@ -24,7 +24,7 @@ def vector_signs(v: jax.Array, axis: int = -1) -> jax.Array:
 
 
 def svd_signs(u: jax.Array, vt: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Flip ``u`` (..., m, k) and ``vt`` (..., k, n) so each row of ``vt`` has a positive max-|.| entry."""
+    """Flip ``u`` (..., m, k) and ``vt`` (..., k, n): each row of ``vt`` gets a positive max-|.|."""
     s = vector_signs(vt, axis=-1)  # (..., k)
     return u * s[..., None, :], vt * s[..., :, None]
 
