@@ -52,7 +52,7 @@ def _shape(x: Any) -> tuple[int, ...]:
 
 
 def check_ndim(x: Any, fn: str, name: str, ndim: int | Sequence[int], doc: str = "") -> None:
-    """Require ``x.ndim`` to be ``ndim`` (or one of several); ``doc`` names the axes, e.g. ``"(m, n)"``."""
+    """Require ``x.ndim`` to be ``ndim`` (or one of several); ``doc`` names the axes."""
     allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     shape = _shape(x)
     if len(shape) not in allowed:
@@ -186,7 +186,7 @@ def check_finite(x: Any, fn: str, name: str) -> None:
 
 
 def compute_dtype(dtype: Any) -> jnp.dtype:
-    """The dtype jaxla computes in for inputs of ``dtype``: float16/bfloat16 are upcast to float32."""
+    """The dtype jaxla computes in for ``dtype``: float16/bfloat16 are upcast to float32."""
     dtype = jnp.dtype(dtype)
     if jnp.finfo(dtype).bits < 32:
         return jnp.dtype(jnp.float32)

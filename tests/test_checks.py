@@ -42,9 +42,13 @@ def test_check_ndim_runs_at_trace_time_under_jit():
 
 
 def test_check_square_and_same_shape():
-    with pytest.raises(ValueError, match=r"`a` must be a square matrix \(n, n\), got shape \(2, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"`a` must be a square matrix \(n, n\), got shape \(2, 3\)"
+    ):
         _checks.check_square(np.ones((2, 3)), FN, "a")
-    with pytest.raises(ValueError, match=r"`a` and `b` must have the same shape, got \(2,\) and \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"`a` and `b` must have the same shape, got \(2,\) and \(3,\)"
+    ):
         _checks.check_same_shape(np.ones(2), np.ones(3), FN, ("a", "b"))
 
 
