@@ -1,7 +1,7 @@
 """jaxla: the linear algebra of machine learning, as pure JAX functions."""
 
-from jaxla import linalg
+from jaxla import linalg, pca
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "linalg"]
+__all__ = ["__version__", "linalg", "pca"]
