@@ -20,5 +20,6 @@ __all__ = ["EXPERIMENTS"]
 
 EXPERIMENTS: list[str] = [
     "linalg_tour",
+    "pca_digits",
 ]
 """Registered experiment module names, in the order the runner runs them."""
