@@ -15,25 +15,10 @@ from jax.test_util import check_grads
 from scipy.linalg import hilbert
 
 from jaxla.linalg import LstsqResult, cond, inv, lstsq, matrix_rank, pinv, solve
+from tests.helpers import grads2, msg, rel_err
 
 INF = np.inf
 SINGULAR = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
-
-
-def msg(text):
-    """Regex matching ``text`` literally and in full."""
-    return "^" + re.escape(text) + "$"
-
-
-def rel_err(out, ref):
-    out = np.asarray(out, np.float64)
-    ref = np.asarray(ref, np.float64)
-    return np.max(np.abs(out - ref)) / np.max(np.abs(ref))
-
-
-def grads2(f, args):
-    """Second-order forward and reverse derivative check of jit(f) (float64)."""
-    check_grads(jax.jit(f), args, order=2, modes=["fwd", "rev"])
 
 
 def grads1(f, args):

@@ -1,7 +1,6 @@
 """Tests of jaxla.linalg.vectors against numpy, scipy and scikit-learn references."""
 
 import functools
-import re
 
 import jax
 import jax.numpy as jnp
@@ -26,26 +25,11 @@ from jaxla.linalg import (
     project,
     safe_norm,
 )
+from tests.helpers import grads2, msg, rel_err
 
 INF = np.inf
 VECTOR_ORDS = [None, 1, 2, INF, -INF, 0, 3, 2.5]
 MATRIX_ORDS = [None, "fro", "nuc", 1, -1, 2, -2, INF, -INF]
-
-
-def msg(text):
-    """Regex matching ``text`` literally and in full."""
-    return "^" + re.escape(text) + "$"
-
-
-def rel_err(out, ref):
-    out = np.asarray(out, np.float64)
-    ref = np.asarray(ref, np.float64)
-    return np.max(np.abs(out - ref)) / np.max(np.abs(ref))
-
-
-def grads2(f, args):
-    """Second-order forward and reverse derivative check of jit(f) (float64)."""
-    check_grads(jax.jit(f), args, order=2, modes=["fwd", "rev"])
 
 
 def grads1(f, args):
