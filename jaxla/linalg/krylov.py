@@ -8,14 +8,15 @@ Every function takes the operator as ``matvec``, either
   parameter pytree, with ``matvec`` a Hessian-vector product). The output must have the structure
   and shapes of the input: the operator is square. This is checked at trace time with
   ``jax.eval_shape``; or
-- a dense square matrix ``(n, n)`` (a numpy or JAX array), used as ``v -> a @ v``.
+- a dense square matrix ``(n, n)`` (a numpy or JAX array), used as ``v -> a @ v``; or
+- a square :class:`jaxla.linalg.LinearOperator` ``(n, n)``, used through its ``matvec``.
 
 ``x0_like`` (``v0`` for :func:`lanczos`, ``b`` for :func:`conjugate_gradient`) gives the structure,
 shapes and dtype of the vectors the operator acts on; an array, a pytree of arrays or of
 ``jax.ShapeDtypeStruct``. Only its structure is used, not its values. It may be ``None`` when
-``matvec`` is a dense matrix. Internally vectors are flattened to length ``n`` (the total number of
-entries); vectors are returned in the structure of ``x0_like``, and a set of ``k`` vectors as the
-same pytree with a leading axis of size ``k`` on every leaf.
+``matvec`` is a dense matrix or a ``LinearOperator``. Internally vectors are flattened to length
+``n`` (the total number of entries); vectors are returned in the structure of ``x0_like``, and a
+set of ``k`` vectors as the same pytree with a leading axis of size ``k`` on every leaf.
 
 :func:`eigsh`, :func:`lanczos`, :func:`power_iteration` and :func:`spectral_density` assume a
 symmetric (self-adjoint) operator, :func:`conjugate_gradient` a symmetric positive definite one;
@@ -73,6 +74,7 @@ from jax.experimental import checkify
 from jaxla import _checks
 from jaxla._numerics import eps, matmul
 from jaxla.linalg._canonical import vector_signs
+from jaxla.linalg.operators import LinearOperator
 
 __all__ = [
     "CGResult",
@@ -91,7 +93,7 @@ __all__ = [
 ]
 
 PyTree = Any
-Operator = Callable[[PyTree], PyTree] | jax.Array | np.ndarray
+Operator = Callable[[PyTree], PyTree] | jax.Array | np.ndarray | LinearOperator
 
 _WHICH = ("largest", "smallest", "both_ends")
 _REORTHO = ("full", "none")
@@ -318,11 +320,26 @@ def _operator(
                 f"{tuple(a.shape)}, got {_describe(like)}",
             )
         return space, _dense_matvec, (a.astype(space.cdtype),)
+    if isinstance(matvec, LinearOperator):
+        shape = tuple(int(d) for d in matvec.shape)
+        if len(shape) != 2 or shape[0] != shape[1]:
+            _checks.fail(fn, f"`matvec` must be a square operator (n, n), got shape {shape}")
+        n = shape[0]
+        if like is None:
+            like = jax.ShapeDtypeStruct((n,), _checks.compute_dtype(matvec.dtype))
+        like_space = _Space(fn, like_name, like)
+        if like_space.treedef.num_leaves != 1 or like_space.shapes[0] != (n,):
+            _checks.fail(
+                fn,
+                f"`{like_name}` must be a vector of shape ({n},) to match `matvec` of shape "
+                f"{shape}, got {_describe(like)}",
+            )
+        matvec = matvec.matvec
     if not callable(matvec):
         _checks.fail(
             fn,
-            "`matvec` must be a callable v -> A v or a square matrix (n, n), got "
-            f"{type(matvec).__name__}",
+            "`matvec` must be a callable v -> A v, a square matrix (n, n) or a LinearOperator, "
+            f"got {type(matvec).__name__}",
             TypeError,
         )
     if like is None:
@@ -438,12 +455,15 @@ def power_iteration(
     rate ``|lambda_2 / lambda_1|`` per iteration: slowly when the gap is small, and it cannot find
     the most negative eigenvalue of an operator whose positive eigenvalues dominate. A small
     relative change does not imply an accurate answer; check ``residual_norm``. :func:`eigsh`
-    needs far fewer matrix-vector products and finds either end of the spectrum.
+    finds either end of the spectrum and, when the gap is small, usually needs several times
+    fewer matrix-vector products for the same accuracy (``benchmarks/krylov.py``).
 
     Args:
         key: PRNG key for the start vector.
-        matvec: The symmetric operator: a callable on arrays/pytrees or a dense ``(n, n)`` matrix.
-        x0_like: Structure, shapes and dtype of the vectors (``None`` for a dense matrix).
+        matvec: The symmetric operator: a callable on arrays/pytrees, a dense ``(n, n)`` matrix
+            or a ``LinearOperator``.
+        x0_like: Structure, shapes and dtype of the vectors (``None`` for a dense matrix or a
+            ``LinearOperator``).
         num_iters: Maximum number of iterations (= matrix-vector products), a Python int.
         tol: Tolerance of the stopping criteria above (``0`` runs all ``num_iters``).
 
@@ -596,7 +616,8 @@ def lanczos(
     with respect to values the operator closes over and to ``v0``.
 
     Args:
-        matvec: The symmetric operator: a callable on arrays/pytrees or a dense ``(n, n)`` matrix.
+        matvec: The symmetric operator: a callable on arrays/pytrees, a dense ``(n, n)`` matrix
+            or a ``LinearOperator``.
         v0: Start vector (array or pytree, nonzero and finite); it also sets the structure.
         num_matvecs: Number of Lanczos steps ``m`` (one matrix-vector product each),
             ``1 <= m <= n``, static.
@@ -825,9 +846,10 @@ def eigsh(
 
     Args:
         key: PRNG key for the start vector and for fresh directions after an invariant subspace.
-        matvec: The symmetric operator: a callable on arrays/pytrees or a dense ``(n, n)`` matrix.
+        matvec: The symmetric operator: a callable on arrays/pytrees, a dense ``(n, n)`` matrix
+            or a ``LinearOperator``.
         x0_like: Structure, shapes and dtype of the vectors; not used as the start vector
-            (``None`` for a dense matrix).
+            (``None`` for a dense matrix or a ``LinearOperator``).
         k: Number of eigenpairs (from each end for ``"both_ends"``), static;
             ``k <= n`` (``2 k <= n`` for ``"both_ends"``).
         which: ``"largest"``, ``"smallest"`` or ``"both_ends"``.
@@ -978,7 +1000,8 @@ def conjugate_gradient(
     differentiating the iterations.
 
     Args:
-        matvec: The operator ``A``: a callable on arrays/pytrees or a dense ``(n, n)`` matrix.
+        matvec: The operator ``A``: a callable on arrays/pytrees, a dense ``(n, n)`` matrix or a
+            ``LinearOperator``.
         b: Right-hand side (array or pytree, finite); it sets the structure of ``x``.
         x0: Initial guess like ``b`` (default zero; a nonzero guess costs one more product).
         tol: Relative tolerance on the residual norm.
@@ -1071,8 +1094,10 @@ def hutchinson_trace(
 
     Args:
         key: PRNG key for the probes.
-        matvec: The square operator: a callable on arrays/pytrees or a dense ``(n, n)`` matrix.
-        x0_like: Structure, shapes and dtype of the vectors (``None`` for a dense matrix).
+        matvec: The square operator: a callable on arrays/pytrees, a dense ``(n, n)`` matrix or
+            a ``LinearOperator``.
+        x0_like: Structure, shapes and dtype of the vectors (``None`` for a dense matrix or a
+            ``LinearOperator``).
         num_matvecs: Number of probes ``p >= 2`` (one product each), static.
         distribution: ``"rademacher"`` (default) or ``"gaussian"``.
         batch_size: Probes per vectorized batch, static; ``None`` does all at once.
@@ -1173,8 +1198,10 @@ def hutchpp_trace(
 
     Args:
         key: PRNG key for the probes.
-        matvec: The square operator: a callable on arrays/pytrees or a dense ``(n, n)`` matrix.
-        x0_like: Structure, shapes and dtype of the vectors (``None`` for a dense matrix).
+        matvec: The square operator: a callable on arrays/pytrees, a dense ``(n, n)`` matrix or
+            a ``LinearOperator``.
+        x0_like: Structure, shapes and dtype of the vectors (``None`` for a dense matrix or a
+            ``LinearOperator``).
         num_matvecs: Budget ``m``, ``4 <= m``, with ``m // 3 <= n``, static.
         distribution: Distribution of the probes, ``"rademacher"`` (default) or ``"gaussian"``.
         batch_size: Products per vectorized batch, static; ``None`` does each group at once.
@@ -1276,8 +1303,10 @@ def spectral_density(
 
     Args:
         key: PRNG key for the probes.
-        matvec: The symmetric operator: a callable on arrays/pytrees or a dense ``(n, n)`` matrix.
-        x0_like: Structure, shapes and dtype of the vectors (``None`` for a dense matrix).
+        matvec: The symmetric operator: a callable on arrays/pytrees, a dense ``(n, n)`` matrix
+            or a ``LinearOperator``.
+        x0_like: Structure, shapes and dtype of the vectors (``None`` for a dense matrix or a
+            ``LinearOperator``).
         num_probes: Number of probe vectors ``p >= 1``, static.
         num_matvecs: Lanczos steps per probe ``1 <= m <= n``, static (``p * m`` products in all).
         grid: Points where the density is evaluated: a 1-D ascending array, or a number of points

@@ -55,7 +55,7 @@ class LinearOperator:
         >>> from jaxla.linalg import LinearOperator
         >>> d = jnp.array([1.0, 2.0, 3.0])
         >>> op = LinearOperator((3, 3), d.dtype, lambda x: d[:, None] * x, lambda y: d[:, None] * y)
-        >>> np.round(np.asarray(op.matvec(jnp.ones(3))), 3)
+        >>> np.round(np.asarray(op.matvec(jnp.ones(3)), np.float64), 3)
         array([1., 2., 3.])
         >>> op.T.shape
         (3, 3)
@@ -193,7 +193,7 @@ def aslinearoperator(a: jax.Array | LinearOperator) -> LinearOperator:
         >>> op = aslinearoperator(jnp.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]))
         >>> op.shape
         (3, 2)
-        >>> np.round(np.asarray(op.rmatvec(jnp.ones(3))), 3)
+        >>> np.round(np.asarray(op.rmatvec(jnp.ones(3)), np.float64), 3)
         array([ 9., 12.])
     """
     return _as_operator(a, "jaxla.linalg.aslinearoperator", "a")
@@ -225,7 +225,7 @@ def centered(op_or_array: jax.Array | LinearOperator, mean: jax.Array) -> Linear
         >>> from jaxla.linalg import centered
         >>> a = jnp.array([[1.0, 2.0], [3.0, 6.0]])
         >>> op = centered(a, a.mean(axis=0))
-        >>> np.round(np.asarray(op.matmat(jnp.eye(2))), 3)
+        >>> np.round(np.asarray(op.matmat(jnp.eye(2)), np.float64), 3)
         array([[-1., -2.],
                [ 1.,  2.]])
     """

@@ -24,6 +24,7 @@ from jaxla.linalg import (
     PowerIterationResult,
     SpectralDensity,
     TraceEstimate,
+    aslinearoperator,
     conjugate_gradient,
     eigsh,
     hutchinson_trace,
@@ -189,6 +190,13 @@ def test_eigsh_errors(key):
     with pytest.raises(ValueError, match=re.escape(
             f"{fn}: `max_matvecs` must be >= 3, got 2")):
         eigsh(key, a, None, 3, max_matvecs=2)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{fn}: `basis_size`=41 exceeds the dimension n=40")):
+        eigsh(key, a, None, 3, basis_size=41)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{fn}: `v0` must have the structure and shapes of `x0_like` (shape (40,)), got "
+            "shape (4,)")):
+        eigsh(key, a, None, 3, v0=jnp.ones(4))
     # non-square matvec: callable and dense
     b = jnp.ones((5, 4))
     with pytest.raises(ValueError, match=re.escape(
@@ -207,8 +215,12 @@ def test_eigsh_errors(key):
             "callable, got None")):
         eigsh(key, lambda v: v, None, 1)
     with pytest.raises(TypeError, match=re.escape(
-            f"{fn}: `matvec` must be a callable v -> A v or a square matrix (n, n), got str")):
+            f"{fn}: `matvec` must be a callable v -> A v, a square matrix (n, n) or a "
+            "LinearOperator, got str")):
         eigsh(key, "a", None, 1)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{fn}: `matvec` must be a square operator (n, n), got shape (5, 4)")):
+        eigsh(key, aslinearoperator(b), None, 1)
     with pytest.raises(TypeError, match=re.escape(
             f"{fn}: `x0_like` must have real floating dtype(s), got dtype int32")):
         eigsh(key, lambda v: v, jnp.zeros(4, jnp.int32), 1)
@@ -259,6 +271,10 @@ def test_power_iteration_matches_dominant_eigenpair(key):
     true = _true_residuals(SPD, res.eigenvalue[None], np.asarray(res.eigenvector)[None])
     np.testing.assert_allclose(res.residual_norm, true[0], rtol=1e-8, atol=1e-14)
     assert bool(res.converged) and 1 <= int(res.num_matvecs) <= 500
+    batched = jax.vmap(lambda k: power_iteration(k, a, None, num_iters=500, tol=1e-10))(
+        jax.random.split(key, 3))
+    assert batched.eigenvector.shape == (3, N) and batched.converged.shape == (3,)
+    np.testing.assert_allclose(batched.eigenvalue, np.full(3, w[-1]), rtol=1e-9)
 
 
 def test_power_iteration_finds_largest_magnitude_negative_eigenvalue(key):
@@ -284,6 +300,17 @@ def test_power_iteration_budget_pytree_and_float32(key):
     dflat = np.concatenate([np.asarray(d["a"]), np.ravel(d["b"])])
     true = np.linalg.norm(dflat * flat - float(res.eigenvalue) * flat)
     np.testing.assert_allclose(res.residual_norm, true, rtol=1e-3, atol=1e-6)
+
+
+def test_linear_operator_input(key):
+    op = aslinearoperator(jnp.asarray(SPD))
+    res = power_iteration(key, op, None, num_iters=500, tol=1e-10)
+    np.testing.assert_allclose(res.eigenvalue, np.linalg.eigvalsh(SPD)[-1], rtol=1e-9)
+    assert res.eigenvector.shape == (N,)
+    with pytest.raises(ValueError, match=re.escape(
+            "jaxla.linalg.power_iteration: `x0_like` must be a vector of shape (40,) to match "
+            "`matvec` of shape (40, 40), got shape (3,)")):
+        power_iteration(key, op, jnp.zeros(3))
 
 
 def test_power_iteration_float16_is_computed_in_float32_and_returned_in_float16(key):
@@ -342,6 +369,22 @@ def test_lanczos_relation_orthogonality_and_plain_recurrence(dtype, tol):
         np.testing.assert_allclose(plain.betas[:6], res.betas[:6], rtol=1e-8)
         q_plain = np.asarray(plain.basis)
         assert np.abs(q_plain @ q_plain.T - np.eye(m)).max() > 1e3 * tol
+
+
+@given(st.lists(st.floats(-5.0, 5.0, allow_nan=False), min_size=36, max_size=36),
+       st.lists(st.floats(-1.0, 1.0, allow_nan=False), min_size=6, max_size=6))
+def test_lanczos_basis_is_orthonormal_and_tridiagonalizes(entries, start):
+    g = np.asarray(entries).reshape(6, 6)
+    a = g + g.T
+    v0 = np.asarray(start) + np.array([1.0, 0, 0, 0, 0, 0])  # nonzero
+    res = lanczos(jnp.asarray(a), jnp.asarray(v0), 4)
+    q = np.asarray(res.basis)
+    assert np.all(np.isfinite(q)) and np.all(np.isfinite(res.alphas))
+    used = int(res.num_matvecs)
+    scale = max(1.0, np.abs(a).max())
+    np.testing.assert_allclose(q[:used] @ q[:used].T, np.eye(used), atol=1e-10)
+    t = _tridiag(np.asarray(res.alphas), np.asarray(res.betas))
+    np.testing.assert_allclose(q @ a @ q.T, t, atol=1e-9 * scale)
 
 
 def test_lanczos_breakdown_is_clean():
@@ -648,6 +691,12 @@ def test_spectral_density_with_full_krylov_space_is_exact(key):
     np.testing.assert_allclose(sd.nodes, np.tile(np.linspace(-1.0, 1.0, 8), (2, 1)), atol=1e-9)
     np.testing.assert_allclose(sd.grid, np.linspace(-2.0, 2.0, 401), atol=1e-12)
     np.testing.assert_allclose(np.trapezoid(sd.density, sd.grid), 1.0, rtol=1e-10)
+    batched = jax.vmap(lambda k: spectral_density(k, jnp.asarray(a), None, num_probes=2,
+                                                  num_matvecs=8, grid=64))(
+        jax.random.split(key, 3))
+    assert batched.nodes.shape == (3, 2, 8) and batched.density.shape == (3, 64)
+    np.testing.assert_allclose(np.trapezoid(batched.density, batched.grid, axis=-1), 1.0,
+                               rtol=1e-10)
 
 
 def test_spectral_density_breakdown_pytree_and_float32(key):

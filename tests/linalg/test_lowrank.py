@@ -143,14 +143,20 @@ def test_shapes_dtypes_and_rank_up_to_min_dim(rng, shape, k):
     assert np.all(rows[np.arange(k), np.argmax(np.abs(rows), axis=1)] > 0)
 
 
-def test_pass_counts_and_block_krylov_depth_clipping():
-    res = _np(randomized_svd(KEY, A64, 4, oversamples=4, power_iters=2))  # l = 8, t = 8 estimators
+def test_zero_and_rank_one_matrices_are_handled_exactly():
+    zero = _np(randomized_svd(KEY, np.zeros((40, 30)), 5))
+    assert np.all(zero.s == 0) and float(zero.error_estimate) == 0 and bool(zero.converged)
+    assert all(np.all(np.isfinite(x)) for x in zero)
+    one = _np(randomized_svd(KEY, np.outer(np.arange(40.0), np.ones(30)), 5))
+    np.testing.assert_allclose(one.s, [np.sqrt(30 * np.sum(np.arange(40.0) ** 2)), 0, 0, 0, 0],
+                               atol=1e-9)
+    assert float(one.error_estimate) <= 1e-12 * one.s[0] and bool(one.converged)
+
+
+def test_pass_and_matvec_counts():
+    res = _np(randomized_svd(KEY, A64, 4, oversamples=4, power_iters=2))  # l = 8, t = 8
     assert int(res.passes) == 6 and int(res.sketch_size) == 8
     assert int(res.matvecs) == 2 * 2 * 8 + 2 * (8 + 8)
-    # block Krylov: (q + 1) * l <= min(m, n) = 30 with l = 10 clips q = 6 to q = 2
-    kry = _np(randomized_svd(KEY, A64, 5, oversamples=5, power_iters=6, method="block_krylov"))
-    assert int(kry.sketch_size) == 30 and int(kry.passes) == 6
-    np.testing.assert_allclose(kry.s, _ref_svd(A64, 5)[1], rtol=1e-10)
 
 
 def test_low_precision_inputs_are_computed_in_float32():
@@ -192,12 +198,11 @@ def test_linear_operator_input_equals_dense_input():
             np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("as_op", [False, True], ids=["dense", "operator"])
-def test_implicit_centering_equals_explicit_centering(as_op):
+def test_implicit_centering_equals_explicit_centering():
     shift = 5.0 * np.random.default_rng(1).standard_normal(30)
     a = A64 + shift[None, :]
     mean = a.mean(axis=0)
-    implicit = _np(randomized_svd(KEY, _dense_op(a) if as_op else a, 5, center=mean))
+    implicit = _np(randomized_svd(KEY, a, 5, center=mean))
     explicit = _np(randomized_svd(KEY, a - mean[None, :], 5))
     u, s, vt = _ref_svd(a - mean[None, :], 5)
     np.testing.assert_allclose(implicit.s, explicit.s, rtol=1e-10)
@@ -401,10 +406,10 @@ def test_truncated_svd_batches_jits_and_differentiates(rng):
     assert out.u.shape == (3, 6, 2) and out.s.shape == (3, 2) and out.vt.shape == (3, 2, 4)
     for i in range(3):
         np.testing.assert_allclose(out.s[i], _ref_svd(batch[i], 2)[1], rtol=1e-12)
-    check_grads(lambda x: jnp.sum(truncated_svd(x, 2).s), (jnp.asarray(batch[0]),), order=2,
-                modes=["fwd", "rev"])
-    check_grads(lambda x: truncated_svd(x, 2).u @ truncated_svd(x, 2).vt,
-                (jnp.asarray(batch[0]),), order=1, modes=["rev"])
+    # the top-2 singular values and the rank-2 approximation are differentiable (simple spectrum)
+    x0 = (jnp.asarray(batch[0]),)
+    check_grads(lambda x: jnp.sum(truncated_svd(x, 2).s), x0, order=1, modes=["rev"])
+    check_grads(lambda x: low_rank_approx(x, 2), x0, order=1, modes=["rev"])
 
 
 def test_truncated_svd_errors(rng):
