@@ -21,5 +21,6 @@ __all__ = ["EXPERIMENTS"]
 EXPERIMENTS: list[str] = [
     "linalg_tour",
     "pca_digits",
+    "attention",
 ]
 """Registered experiment module names, in the order the runner runs them."""
