@@ -8,8 +8,12 @@ from jax.test_util import check_grads
 
 
 def msg(text):
-    """Regex matching ``text`` literally and in full (for ``pytest.raises(match=...)``)."""
-    return "^" + re.escape(text) + "$"
+    """Regex matching ``text`` literally and in full (for ``pytest.raises(match=...)``).
+
+    pytest also matches the exception's notes, one per line after the message; JAX adds one to
+    errors raised while tracing under ``jit``. They may follow ``text`` on lines of their own.
+    """
+    return "^" + re.escape(text) + r"(?:\n[\s\S]*)?$"
 
 
 def rel_err(out, ref):
