@@ -56,6 +56,7 @@ from jax.experimental import checkify
 from jax.typing import ArrayLike
 
 from jaxla import _checks
+from jaxla._lora_weight import dense_product
 from jaxla._numerics import matmul
 
 __all__ = [
@@ -944,7 +945,7 @@ def _mha_init(key, d_model, width, kv_width, use_bias, dt):
 
 
 def _dense(p: dict[str, jax.Array], x: jax.Array, cdt: Any) -> jax.Array:
-    y = matmul(x, p["w"].astype(cdt))
+    y = dense_product(x, p["w"], cdt)  # p["w"] may be a LoRAWeight (applied factored)
     if "b" in p:
         y = y + p["b"].astype(cdt).reshape((1,) * (y.ndim - 1) + (-1,))
     return y

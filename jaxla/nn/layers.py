@@ -34,6 +34,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxla import _checks
+from jaxla._lora_weight import dense_product
 from jaxla._numerics import HIGHEST, matmul
 from jaxla.nn import initializers as _init
 
@@ -216,8 +217,8 @@ def _check_features(x: jax.Array, d: int, fn: str, what: str, name: str = "x") -
 
 
 def _dense(w: jax.Array, b: Any, x: jax.Array, cdt: Any) -> jax.Array:
-    """``x W + b`` in ``cdt`` (no checks, no cast back)."""
-    y = matmul(x.astype(cdt), w.astype(cdt))
+    """``x W + b`` in ``cdt`` (no checks, no cast back); ``W`` may be a ``LoRAWeight``."""
+    y = dense_product(x, w, cdt)
     if b is not None:
         y = y + _row(b, y.ndim, cdt)
     return y
@@ -228,7 +229,10 @@ def dense(params: dict[str, jax.Array], x: ArrayLike) -> jax.Array:
 
     Args:
         params: ``{"w": (d_in, d_out), "b": (d_out,)}`` from :func:`dense_init` (``"b"``
-            optional).
+            optional). ``"w"`` may be a :class:`jaxla.lora.LoRAWeight` (as made by
+            :func:`jaxla.lora.apply`): then ``y = x W + scale (x A) B + b`` without forming
+            ``A B``; the same holds in :func:`mlp`, :func:`glu`, :func:`swiglu` and
+            :func:`~jaxla.nn.multi_head_attention`.
         x: (..., d_in) inputs, any number of leading batch axes.
 
     Returns:
