@@ -22,5 +22,6 @@ EXPERIMENTS: list[str] = [
     "linalg_tour",
     "pca_digits",
     "attention",
+    "regression_and_regularization",
 ]
 """Registered experiment module names, in the order the runner runs them."""
