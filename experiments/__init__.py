@@ -23,5 +23,7 @@ EXPERIMENTS: list[str] = [
     "pca_digits",
     "attention",
     "regression_and_regularization",
+    "jacobian_hessian",
+    "edge_of_stability",
 ]
 """Registered experiment module names, in the order the runner runs them."""
