@@ -496,10 +496,17 @@ def test_keyboard_interrupt_from_callback_checkpoints_and_resumes_bitwise(tmp_pa
         np.testing.assert_array_equal(hist[name], straight_hist[name])
 
 
-def test_sigint_is_deferred_to_the_chunk_end_and_checkpointed(tmp_path):
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler or \
-            threading.current_thread() is not threading.main_thread():
-        pytest.skip("SIGINT is not handled by Python's default handler in this process")
+@pytest.fixture
+def default_sigint():
+    """Python's own SIGINT handler for the test (pytest-xdist workers ignore SIGINT)."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.fail("signals can only be handled in the main thread")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_sigint_is_deferred_to_the_chunk_end_and_checkpointed(tmp_path, default_sigint):
 
     def ctrl_c(info):
         if info.step == 10:

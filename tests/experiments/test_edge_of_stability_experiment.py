@@ -36,6 +36,11 @@ REDUCED = {"n_examples": 100, "hidden": [16, 16], "etas": [0.28, 0.25], "steps":
 FIGURES = ["sharpness_and_loss.png", "edge_deviation_and_loss_zoom.png"]
 
 
+# Each test module runs its experiment in quick mode (about a minute on 2 cores): CI runs
+# them in its second step, with the other slow tests.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def reduced(tmp_path_factory):
     """The reduced configuration through ``python -m experiments.edge_of_stability``'s entry

@@ -32,6 +32,11 @@ FIGURES = ["jacobian_cost.png", "hessian_matrix.png", "hessian_spectrum.png",
            "finite_differences.png", "eigenvector_layers.png"]
 
 
+# Each test module runs its experiment in quick mode (about a minute on 2 cores): CI runs
+# them in its second step, with the other slow tests.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """Quick mode through ``python -m experiments.jacobian_hessian``'s entry point, in process."""

@@ -32,6 +32,11 @@ EPS32 = float(np.finfo(np.float32).eps)
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+# Each test module runs its experiment in quick mode (about a minute on 2 cores): CI runs
+# them in its second step, with the other slow tests.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("regression_and_regularization")
