@@ -15,6 +15,10 @@ pytest.importorskip("optax")
 
 from experiments import attention
 
+# The experiment trains a model (about half a minute on 2 cores): CI runs this module in its
+# second step, with the other slow tests.
+pytestmark = pytest.mark.slow
+
 # A 1-block model trained for 100 steps, and two short sequence lengths: about half a minute.
 REDUCED = {
     "mode": "quick", "seed": 0, "d_model": 32, "num_heads": 2, "num_layers": 1, "seq_len": 32,
