@@ -1,0 +1,3 @@
+"""Embedded data (see jaxla.datasets)."""
+
+__all__: list[str] = []
