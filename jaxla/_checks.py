@@ -24,8 +24,11 @@ import numpy as np
 
 __all__ = [
     "as_float_array",
+    "check_bool",
     "check_finite",
+    "check_float_dtype",
     "check_int",
+    "check_key",
     "check_ndim",
     "check_option",
     "check_positive",
@@ -34,6 +37,7 @@ __all__ = [
     "compute_dtype",
     "fail",
     "is_concrete",
+    "shape_of",
 ]
 
 
@@ -47,14 +51,50 @@ def is_concrete(x: Any) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def _shape(x: Any) -> tuple[int, ...]:
+def shape_of(x: Any) -> tuple[int, ...]:
+    """``x``'s shape as a tuple of Python ints (for messages and static shape logic)."""
     return tuple(int(d) for d in np.shape(x))
+
+
+
+
+
+def check_bool(value: Any, fn: str, name: str) -> bool:
+    """Require a Python (or numpy) bool; return it as a Python bool."""
+    if not isinstance(value, bool | np.bool_):
+        fail(fn, f"`{name}` must be a Python bool, got {value!r}", TypeError)
+    return bool(value)
+
+
+def check_key(key: Any, fn: str, name: str = "key") -> None:
+    """Require one PRNG key: a typed key (``jax.random.key``) or a raw uint32 (2,) key."""
+    ok = False
+    if isinstance(key, jax.Array | np.ndarray):
+        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+            ok = key.ndim == 0
+        else:
+            ok = key.dtype == np.uint32 and tuple(key.shape) == (2,)
+    if not ok:
+        got = "None" if key is None else f"{type(key).__name__} {getattr(key, 'shape', '')}".strip()
+        fail(fn, f"`{name}` must be a JAX random key such as jax.random.key(0), got {got}",
+             TypeError)
+
+
+def check_float_dtype(dtype: Any, fn: str, name: str = "dtype") -> jnp.dtype:
+    """Require a floating dtype (anything ``jnp.dtype`` accepts); return it."""
+    try:
+        dt = jnp.dtype(dtype)
+    except TypeError:
+        fail(fn, f"`{name}` must be a floating dtype, got {dtype!r}", TypeError)
+    if not jnp.issubdtype(dt, jnp.floating):
+        fail(fn, f"`{name}` must be a floating dtype, got {dt}", TypeError)
+    return dt
 
 
 def check_ndim(x: Any, fn: str, name: str, ndim: int | Sequence[int], doc: str = "") -> None:
     """Require ``x.ndim`` to be ``ndim`` (or one of several); ``doc`` names the axes."""
     allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-    shape = _shape(x)
+    shape = shape_of(x)
     if len(shape) not in allowed:
         want = " or ".join(f"{d}-D" for d in allowed)
         fail(fn, f"`{name}` must be {want}{' ' + doc if doc else ''}, got shape {shape}")
@@ -90,21 +130,21 @@ def as_float_array(
         fail(
             fn,
             f"`{name}` must have at least {min_ndim} dimensions{' ' + doc if doc else ''}, "
-            f"got shape {_shape(arr)}",
+            f"got shape {shape_of(arr)}",
         )
     return arr
 
 
 def check_square(a: Any, fn: str, name: str) -> None:
     """Require the last two axes of ``a`` to be equal."""
-    shape = _shape(a)
+    shape = shape_of(a)
     if len(shape) < 2 or shape[-1] != shape[-2]:
         fail(fn, f"`{name}` must be a square matrix (n, n), got shape {shape}")
 
 
 def check_same_shape(a: Any, b: Any, fn: str, names: tuple[str, str]) -> None:
     """Require ``a`` and ``b`` to have identical shapes."""
-    sa, sb = _shape(a), _shape(b)
+    sa, sb = shape_of(a), shape_of(b)
     if sa != sb:
         fail(fn, f"`{names[0]}` and `{names[1]}` must have the same shape, got {sa} and {sb}")
 

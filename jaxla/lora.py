@@ -77,6 +77,7 @@ import numpy as np
 import optax
 
 from jaxla import _checks, _paths
+from jaxla._checks import shape_of as _shape
 from jaxla._lora_weight import LoRAWeight
 from jaxla._lora_weight import _unflatten as _lora_node
 from jaxla._numerics import matmul
@@ -173,10 +174,6 @@ def _scale(rank: int, alpha: float, rslora: bool) -> float:
     return float(alpha) / (math.sqrt(rank) if rslora else rank)
 
 
-def _shape(x: Any) -> tuple[int, ...]:
-    return tuple(int(d) for d in np.shape(x))
-
-
 def _dtype(x: Any) -> Any:
     dt = getattr(x, "dtype", None)
     return jnp.dtype(dt) if dt is not None else np.asarray(x).dtype
@@ -184,26 +181,6 @@ def _dtype(x: Any) -> Any:
 
 def _is_float(dtype: Any) -> bool:
     return jnp.issubdtype(dtype, jnp.floating)
-
-
-def _check_bool(value: Any, fn: str, name: str) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        _checks.fail(fn, f"`{name}` must be a Python bool, got {value!r}", TypeError)
-    return bool(value)
-
-
-def _check_key(key: Any, fn: str, name: str = "key") -> None:
-    ok = False
-    if isinstance(key, jax.Array | np.ndarray):
-        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-            ok = key.ndim == 0
-        else:
-            ok = key.dtype == np.uint32 and tuple(key.shape) == (2,)
-    if not ok:
-        got = "None" if key is None else f"{type(key).__name__} {getattr(key, 'shape', '')}".strip()
-        _checks.fail(
-            fn, f"`{name}` must be a JAX random key such as jax.random.key(0), got {got}", TypeError
-        )
 
 
 def _check_spec(value: Any, fn: str, name: str = "spec") -> LoraSpec:
@@ -309,8 +286,8 @@ def spec(
         ValueError: jaxla.lora.spec: `targets` pattern '*/kernel' must match at least one ...
     """
     fn = f"{_MODULE}.spec"
-    strict = _check_bool(strict, fn, "strict")
-    rslora = _check_bool(rslora, fn, "rslora")
+    strict = _checks.check_bool(strict, fn, "strict")
+    rslora = _checks.check_bool(rslora, fn, "rslora")
     rank = _checks.check_int(rank, fn, "rank", min=1)
     if alpha is not None:
         alpha = _checks.check_positive(alpha, fn, "alpha")
@@ -630,7 +607,7 @@ def init(
         True
     """
     fn = f"{_MODULE}.init"
-    _check_key(key, fn)
+    _checks.check_key(key, fn)
     _check_spec(spec, fn)
     method = _checks.check_option(method, _METHODS, fn, "method")
     if dtype is not None:
@@ -737,7 +714,7 @@ def apply(
     _check_spec(spec, fn)
     rate = _check_rate(dropout_rate, fn, "dropout_rate")
     if rate > 0.0:
-        _check_key(key, fn)
+        _checks.check_key(key, fn)
     leaves, treedef, index = _locate(base, spec, fn, "base")
     _check_adapters(adapters, spec, fn)
     for t in spec.targets:
@@ -794,7 +771,7 @@ def with_dropout(adapted: Any, key: jax.Array, *, rate: float) -> Any:
     """
     fn = f"{_MODULE}.with_dropout"
     rate = _check_rate(rate, fn, "rate")
-    _check_key(key, fn)
+    _checks.check_key(key, fn)
     nodes = [x for x in jax.tree_util.tree_leaves(adapted, is_leaf=_is_lora) if _is_lora(x)]
     if not nodes:
         _checks.fail(

@@ -208,12 +208,6 @@ def _check_callable(f: Any, fn: str, name: str) -> None:
         _checks.fail(fn, f"`{name}` must be callable, got {f!r}", TypeError)
 
 
-def _check_bool(value: Any, fn: str, name: str) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        _checks.fail(fn, f"`{name}` must be a bool, got {value!r}", TypeError)
-    return bool(value)
-
-
 def _check_optimizer(optimizer: Any, fn: str) -> None:
     if not (callable(getattr(optimizer, "init", None))
             and callable(getattr(optimizer, "update", None))):
@@ -226,17 +220,8 @@ def _check_optimizer(optimizer: Any, fn: str) -> None:
 
 
 def _check_key(key: Any, fn: str) -> None:
-    if key is None:
-        return
-    dtype = getattr(key, "dtype", None)
-    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
-    if typed:
-        ok = np.shape(key) == ()
-    else:
-        ok = dtype is not None and np.dtype(dtype) == np.uint32 and np.shape(key) == (2,)
-    if not ok:
-        _checks.fail(fn, f"`key` must be a single PRNG key (jax.random.key(seed)), got {key!r}",
-                     TypeError)
+    if key is not None:
+        _checks.check_key(key, fn)
 
 
 def _check_rho(rho: Any, fn: str) -> Any:
@@ -425,8 +410,8 @@ def make_step(
     fn = f"{_MODULE}.make_step"
     _check_callable(loss_fn, fn, "loss_fn")
     _check_optimizer(optimizer, fn)
-    has_aux = _check_bool(has_aux, fn, "has_aux")
-    donate = _check_bool(donate, fn, "donate")
+    has_aux = _checks.check_bool(has_aux, fn, "has_aux")
+    donate = _checks.check_bool(donate, fn, "donate")
     update = _Update(loss_fn, optimizer, has_aux=has_aux, sam_rho=None, sam_adaptive=False, fn=fn)
     return _jit_step(update, donate)
 
@@ -485,9 +470,9 @@ def make_sam_step(
     _check_callable(loss_fn, fn, "loss_fn")
     _check_optimizer(optimizer, fn)
     rho = _check_rho(rho, fn)
-    adaptive = _check_bool(adaptive, fn, "adaptive")
-    has_aux = _check_bool(has_aux, fn, "has_aux")
-    donate = _check_bool(donate, fn, "donate")
+    adaptive = _checks.check_bool(adaptive, fn, "adaptive")
+    has_aux = _checks.check_bool(has_aux, fn, "has_aux")
+    donate = _checks.check_bool(donate, fn, "donate")
     update = _Update(loss_fn, optimizer, has_aux=has_aux, sam_rho=rho, sam_adaptive=adaptive,
                      fn=fn)
     return _jit_step(update, donate)
@@ -828,11 +813,11 @@ def fit(
     fn = f"{_MODULE}.fit"
     _check_callable(loss_fn, fn, "loss_fn")
     _check_optimizer(optimizer, fn)
-    has_aux = _check_bool(has_aux, fn, "has_aux")
-    shuffle = _check_bool(shuffle, fn, "shuffle")
-    resume = _check_bool(resume, fn, "resume")
-    progress = _check_bool(progress, fn, "progress")
-    sam_adaptive = _check_bool(sam_adaptive, fn, "sam_adaptive")
+    has_aux = _checks.check_bool(has_aux, fn, "has_aux")
+    shuffle = _checks.check_bool(shuffle, fn, "shuffle")
+    resume = _checks.check_bool(resume, fn, "resume")
+    progress = _checks.check_bool(progress, fn, "progress")
+    sam_adaptive = _checks.check_bool(sam_adaptive, fn, "sam_adaptive")
     if sam_rho is not None:
         sam_rho = _checks.check_positive(sam_rho, fn, "sam_rho", allow_zero=True)
     elif sam_adaptive:

@@ -34,7 +34,7 @@ use JAX's derivative rules.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -108,12 +108,6 @@ def _lead(x: jax.Array, ndim: int) -> jax.Array:
 def _safe_inverse(x: jax.Array, keep: jax.Array) -> jax.Array:
     """``1 / x`` where ``keep``, else 0, with finite derivatives of every order."""
     return jnp.where(keep, 1 / jnp.where(keep, x, jnp.ones_like(x)), jnp.zeros_like(x))
-
-
-def _check_bool(value: Any, fn: str, name: str) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        _checks.fail(fn, f"`{name}` must be a Python bool, got {value!r}", TypeError)
-    return bool(value)
 
 
 def _prepare(a: ArrayLike, fn: str, *, square: bool = False) -> jax.Array:
@@ -267,7 +261,7 @@ def svd(a: ArrayLike, *, full_matrices: bool = False) -> SVD:
         True
     """
     fn = f"{_MODULE}.svd"
-    full_matrices = _check_bool(full_matrices, fn, "full_matrices")
+    full_matrices = _checks.check_bool(full_matrices, fn, "full_matrices")
     a = _prepare(a, fn)
     x = upcast(a)
     m, n = x.shape[-2:]
@@ -558,7 +552,7 @@ def cholesky(a: ArrayLike, *, return_info: bool = False) -> jax.Array | Cholesky
         True
     """
     fn = f"{_MODULE}.cholesky"
-    return_info = _check_bool(return_info, fn, "return_info")
+    return_info = _checks.check_bool(return_info, fn, "return_info")
     a = _prepare(a, fn, square=True)
     l, ok = _cholesky_core_jit(upcast(a))
     l = l.astype(a.dtype)

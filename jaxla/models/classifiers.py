@@ -30,15 +30,12 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxla import _checks
+from jaxla._checks import shape_of as _shape
 from jaxla.nn import he_normal, mlp, mlp_init
 
 __all__ = ["accuracy", "mlp_classifier_apply", "mlp_classifier_init", "mlp_classifier_loss"]
 
 _MODULE = "jaxla.models"
-
-
-def _shape(x: Any) -> tuple[int, ...]:
-    return tuple(int(s) for s in np.shape(x))
 
 
 def _labels(y: Any, n: int, fn: str) -> jax.Array:

@@ -93,6 +93,7 @@ from jax.experimental import checkify
 from jax.typing import ArrayLike
 
 from jaxla import _checks
+from jaxla._checks import shape_of as _shape
 from jaxla._numerics import eps, matmul
 from jaxla.linalg import cholesky, cond, eigh, eigsh, qr, svd
 
@@ -152,16 +153,6 @@ class LogisticModel(NamedTuple):
 # Shared helpers
 
 
-def _check_bool(value: Any, fn: str, name: str) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        _checks.fail(fn, f"`{name}` must be a Python bool, got {value!r}", TypeError)
-    return bool(value)
-
-
-def _shape(x: Any) -> tuple[int, ...]:
-    return tuple(int(s) for s in np.shape(x))
-
-
 def _design(x: ArrayLike, fn: str) -> jax.Array:
     x = _checks.as_float_array(x, fn, "x", ndim=2, doc="(n_samples, n_features)")
     if 0 in x.shape:
@@ -193,19 +184,6 @@ def _safe_div(a: jax.Array, b: jax.Array) -> jax.Array:
     pos = b > 0
     q = a / jnp.where(pos, b, jnp.ones_like(b))
     return jnp.where(pos, q, jnp.where(a > 0, jnp.inf, jnp.zeros_like(a)))
-
-
-def _check_key(key: Any, fn: str) -> None:
-    ok = False
-    if isinstance(key, jax.Array | np.ndarray):
-        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-            ok = key.ndim == 0
-        else:
-            ok = key.dtype == np.uint32 and tuple(key.shape) == (2,)
-    if not ok:
-        got = f"{type(key).__name__} {getattr(key, 'shape', '')}".strip()
-        _checks.fail(fn, f"`key` must be a JAX random key such as jax.random.key(0), got {got}",
-                     TypeError)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,7 +381,7 @@ def linear_regression(
     """
     fn = _LINREG
     _checks.check_option(method, LINEAR_METHODS, fn, "method")
-    fit_intercept = _check_bool(fit_intercept, fn, "fit_intercept")
+    fit_intercept = _checks.check_bool(fit_intercept, fn, "fit_intercept")
     x = _design(x, fn)
     n, d = _shape(x)
     y = _checks.as_float_array(y, fn, "y", ndim=(1, 2), doc="(n_samples,) or (n_samples, "
@@ -418,7 +396,7 @@ def linear_regression(
     else:
         tol = _checks.check_positive(tol, fn, "tol", allow_zero=True)
     if key is not None:
-        _check_key(key, fn)
+        _checks.check_key(key, fn)
     ridge = not (isinstance(alpha, float) and alpha == 0.0)
     rank_bound = n - int(fit_intercept)
     if method in ("cholesky", "qr") and not ridge and rank_bound < d:
@@ -787,7 +765,7 @@ def logistic_regression(
     """
     fn = _LOGREG
     _checks.check_option(penalty, PENALTIES, fn, "penalty")
-    fit_intercept = _check_bool(fit_intercept, fn, "fit_intercept")
+    fit_intercept = _checks.check_bool(fit_intercept, fn, "fit_intercept")
     x = _design(x, fn)
     n = _shape(x)[0]
     y = _labels(y, fn, n)

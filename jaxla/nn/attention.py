@@ -56,6 +56,7 @@ from jax.experimental import checkify
 from jax.typing import ArrayLike
 
 from jaxla import _checks
+from jaxla._checks import shape_of as _shape
 from jaxla._lora_weight import dense_product
 from jaxla._numerics import matmul
 
@@ -84,16 +85,6 @@ _NEG = -0.7 * float(np.finfo(np.float32).max)
 
 def _mT(x: jax.Array) -> jax.Array:
     return jnp.swapaxes(x, -1, -2)
-
-
-def _check_bool(value: Any, fn: str, name: str) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        _checks.fail(fn, f"`{name}` must be a Python bool, got {value!r}", TypeError)
-    return bool(value)
-
-
-def _shape(x: Any) -> tuple[int, ...]:
-    return tuple(int(d) for d in np.shape(x))
 
 
 def _check_finite(x: jax.Array, fn: str, name: str) -> None:
@@ -322,8 +313,8 @@ def dot_product_attention(
         0.0
     """
     fn = f"{_MODULE}.dot_product_attention"
-    is_causal = _check_bool(is_causal, fn, "is_causal")
-    return_weights = _check_bool(return_weights, fn, "return_weights")
+    is_causal = _checks.check_bool(is_causal, fn, "is_causal")
+    return_weights = _checks.check_bool(return_weights, fn, "return_weights")
     args = _validate(fn, q, k, v, mask, bias, scale)
     return _dot_product_attention(*args, is_causal=is_causal, return_weights=return_weights)
 
@@ -613,7 +604,7 @@ def chunked_attention(
         True
     """
     fn = f"{_MODULE}.chunked_attention"
-    is_causal = _check_bool(is_causal, fn, "is_causal")
+    is_causal = _checks.check_bool(is_causal, fn, "is_causal")
     query_chunk_size = _checks.check_int(query_chunk_size, fn, "query_chunk_size", min=1)
     key_chunk_size = _checks.check_int(key_chunk_size, fn, "key_chunk_size", min=1)
     args = _validate(fn, q, k, v, mask, bias, scale)
@@ -701,7 +692,7 @@ def sliding_window_mask(t: int, window: int, *, causal: bool = True) -> jax.Arra
     fn = f"{_MODULE}.sliding_window_mask"
     t = _checks.check_int(t, fn, "t", min=1)
     window = _checks.check_int(window, fn, "window", min=1)
-    causal = _check_bool(causal, fn, "causal")
+    causal = _checks.check_bool(causal, fn, "causal")
     i = lax.broadcasted_iota(jnp.int32, (t, t), 0)
     j = lax.broadcasted_iota(jnp.int32, (t, t), 1)
     d = i - j
@@ -803,16 +794,6 @@ class KVCache(NamedTuple):
     index: jax.Array  # (), int32: number of filled positions = position of the next token
 
 
-def _check_dtype(dtype: Any, fn: str) -> Any:
-    try:
-        dt = jnp.dtype(dtype)
-    except TypeError:
-        _checks.fail(fn, f"`dtype` must be a floating dtype, got {dtype!r}", TypeError)
-    if not jnp.issubdtype(dt, jnp.floating):
-        _checks.fail(fn, f"`dtype` must be a floating dtype, got {dt}", TypeError)
-    return dt
-
-
 def init_cache(
     batch: int, max_len: int, num_kv_heads: int, head_dim: int, dtype: Any = jnp.float32
 ) -> KVCache:
@@ -843,7 +824,7 @@ def init_cache(
             (head_dim, "head_dim"),
         )
     )
-    dt = _check_dtype(dtype, fn)
+    dt = _checks.check_float_dtype(dtype, fn)
     return KVCache(jnp.zeros(shape, dt), jnp.zeros(shape, dt), jnp.zeros((), jnp.int32))
 
 
@@ -912,8 +893,8 @@ def multi_head_attention_init(
             )
         head_dim = d_model // num_heads
     head_dim = _checks.check_int(head_dim, fn, "head_dim", min=1)
-    use_bias = _check_bool(use_bias, fn, "use_bias")
-    dt = _check_dtype(dtype, fn)
+    use_bias = _checks.check_bool(use_bias, fn, "use_bias")
+    dt = _checks.check_float_dtype(dtype, fn)
     params = _mha_init(key, d_model, num_heads * head_dim, num_kv_heads * head_dim, use_bias, dt)
     return {name: params[name] for name in ("query", "key", "value", "out")}
 
@@ -1049,8 +1030,8 @@ def multi_head_attention(
     fn = f"{_MODULE}.multi_head_attention"
     num_heads = _checks.check_int(num_heads, fn, "num_heads", min=1)
     num_kv_heads = _kv_heads(fn, num_heads, num_kv_heads)
-    is_causal = _check_bool(is_causal, fn, "is_causal")
-    return_weights = _check_bool(return_weights, fn, "return_weights")
+    is_causal = _checks.check_bool(is_causal, fn, "is_causal")
+    return_weights = _checks.check_bool(return_weights, fn, "return_weights")
     if not callable(attention_fn):
         _checks.fail(fn, f"`attention_fn` must be callable, got {attention_fn!r}", TypeError)
     _check_params(params, fn)

@@ -92,16 +92,6 @@ def _check_shape(shape: Any, fn: str, *, min_ndim: int = 0) -> tuple[int, ...]:
     return dims
 
 
-def _check_dtype(dtype: Any, fn: str) -> jnp.dtype:
-    try:
-        dt = jnp.dtype(dtype)
-    except TypeError:
-        _checks.fail(fn, f"`dtype` must be a floating dtype, got {dtype!r}", TypeError)
-    if not jnp.issubdtype(dt, jnp.floating):
-        _checks.fail(fn, f"`dtype` must be a floating dtype, got {dt}", TypeError)
-    return dt
-
-
 def compute_fans(shape: Sequence[int]) -> tuple[int, int]:
     """Fan-in and fan-out of a weight of shape ``(*receptive_field, d_in, d_out)``.
 
@@ -132,7 +122,7 @@ def _variance_scaling(
 ) -> jax.Array:
     fn = f"{_MODULE}.{name}"
     dims = _check_shape(shape, fn, min_ndim=2)
-    dt = _check_dtype(dtype, fn)
+    dt = _checks.check_float_dtype(dtype, fn)
     receptive = math.prod(dims[:-2])
     fan_in, fan_out = dims[-2] * receptive, dims[-1] * receptive
     n = fan_in if mode == "fan_in" else (fan_in + fan_out) / 2
@@ -307,7 +297,7 @@ def normal(
     """
     fn = f"{_MODULE}.normal"
     dims = _check_shape(shape, fn)
-    dt = _check_dtype(dtype, fn)
+    dt = _checks.check_float_dtype(dtype, fn)
     stddev = _checks.check_positive(stddev, fn, "stddev")
     cdt = _checks.compute_dtype(dt)
     return (jax.random.normal(key, dims, cdt) * jnp.asarray(stddev, cdt)).astype(dt)
@@ -330,7 +320,7 @@ def zeros(key: Any, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array
         0.0
     """
     fn = f"{_MODULE}.zeros"
-    return jnp.zeros(_check_shape(shape, fn), _check_dtype(dtype, fn))
+    return jnp.zeros(_check_shape(shape, fn), _checks.check_float_dtype(dtype, fn))
 
 
 def ones(key: Any, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
@@ -350,4 +340,4 @@ def ones(key: Any, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
         4.0
     """
     fn = f"{_MODULE}.ones"
-    return jnp.ones(_check_shape(shape, fn), _check_dtype(dtype, fn))
+    return jnp.ones(_check_shape(shape, fn), _checks.check_float_dtype(dtype, fn))

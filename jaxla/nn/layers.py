@@ -34,6 +34,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxla import _checks
+from jaxla._checks import shape_of as _shape
 from jaxla._lora_weight import dense_product
 from jaxla._numerics import HIGHEST, matmul
 from jaxla.nn import initializers as _init
@@ -81,26 +82,6 @@ ACTIVATIONS: tuple[str, ...] = tuple(
 
 # --------------------------------------------------------------------------------------------
 # shared helpers
-
-
-def _shape(x: Any) -> tuple[int, ...]:
-    return tuple(int(d) for d in np.shape(x))
-
-
-def _check_bool(value: Any, fn: str, name: str) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        _checks.fail(fn, f"`{name}` must be a Python bool, got {value!r}", TypeError)
-    return bool(value)
-
-
-def _check_dtype(dtype: Any, fn: str) -> jnp.dtype:
-    try:
-        dt = jnp.dtype(dtype)
-    except TypeError:
-        _checks.fail(fn, f"`dtype` must be a floating dtype, got {dtype!r}", TypeError)
-    if not jnp.issubdtype(dt, jnp.floating):
-        _checks.fail(fn, f"`dtype` must be a floating dtype, got {dt}", TypeError)
-    return dt
 
 
 def _check_callable(f: Any, fn: str, name: str) -> Callable[..., Any]:
@@ -183,8 +164,8 @@ def dense_init(
     fn = f"{_MODULE}.dense_init"
     d_in = _checks.check_int(d_in, fn, "d_in", min=1)
     d_out = _checks.check_int(d_out, fn, "d_out", min=1)
-    use_bias = _check_bool(use_bias, fn, "use_bias")
-    dt = _check_dtype(dtype, fn)
+    use_bias = _checks.check_bool(use_bias, fn, "use_bias")
+    dt = _checks.check_float_dtype(dtype, fn)
     _check_callable(w_init, fn, "w_init")
     _check_callable(b_init, fn, "b_init")
     kw, kb = jax.random.split(key)
@@ -294,8 +275,8 @@ def mlp_init(
             f"got {sizes!r}",
         )
     sizes = [_checks.check_int(s, fn, f"sizes[{i}]", min=1) for i, s in enumerate(sizes)]
-    use_bias = _check_bool(use_bias, fn, "use_bias")
-    dt = _check_dtype(dtype, fn)
+    use_bias = _checks.check_bool(use_bias, fn, "use_bias")
+    dt = _checks.check_float_dtype(dtype, fn)
     _check_callable(w_init, fn, "w_init")
     keys = jax.random.split(key, len(sizes) - 1)
     return {
@@ -355,7 +336,7 @@ def mlp(
     """
     fn = f"{_MODULE}.mlp"
     act = _resolve_activation(activation, fn)
-    activate_final = _check_bool(activate_final, fn, "activate_final")
+    activate_final = _checks.check_bool(activate_final, fn, "activate_final")
     n = _num_layers(params, fn)
     layers = [_dense_params(params[f"layers_{i}"], fn, f"params['layers_{i}']") for i in range(n)]
     x = _checks.as_float_array(x, fn, "x", min_ndim=1, doc="(..., d_in)")
@@ -402,8 +383,8 @@ def layer_norm_init(
     """
     fn = f"{_MODULE}.layer_norm_init"
     d = _checks.check_int(d, fn, "d", min=1)
-    use_bias = _check_bool(use_bias, fn, "use_bias")
-    dt = _check_dtype(dtype, fn)
+    use_bias = _checks.check_bool(use_bias, fn, "use_bias")
+    dt = _checks.check_float_dtype(dtype, fn)
     params = {"scale": jnp.ones((d,), dt)}
     if use_bias:
         params["bias"] = jnp.zeros((d,), dt)
@@ -428,7 +409,7 @@ def rms_norm_init(key: Any, d: int, *, dtype: Any = jnp.float32) -> dict[str, ja
     """
     fn = f"{_MODULE}.rms_norm_init"
     d = _checks.check_int(d, fn, "d", min=1)
-    return {"scale": jnp.ones((d,), _check_dtype(dtype, fn))}
+    return {"scale": jnp.ones((d,), _checks.check_float_dtype(dtype, fn))}
 
 
 def _norm_inputs(
@@ -570,7 +551,7 @@ def embedding_init(
     vocab_size = _checks.check_int(vocab_size, fn, "vocab_size", min=1)
     d_model = _checks.check_int(d_model, fn, "d_model", min=1)
     stddev = _checks.check_positive(stddev, fn, "stddev")
-    dt = _check_dtype(dtype, fn)
+    dt = _checks.check_float_dtype(dtype, fn)
     return {"table": _init.normal(key, (vocab_size, d_model), dt, stddev=stddev)}
 
 
@@ -694,7 +675,7 @@ def dropout(
         True
     """
     fn = f"{_MODULE}.dropout"
-    deterministic = _check_bool(deterministic, fn, "deterministic")
+    deterministic = _checks.check_bool(deterministic, fn, "deterministic")
     x = _checks.as_float_array(x, fn, "x")
     if not isinstance(rate, jax.core.Tracer):
         r = _checks.check_positive(rate, fn, "rate", allow_zero=True)
@@ -799,8 +780,8 @@ def conv2d_init(
     kh, kw = _pair(kernel_size, fn, "kernel_size")
     c_in = _checks.check_int(c_in, fn, "c_in", min=1)
     c_out = _checks.check_int(c_out, fn, "c_out", min=1)
-    use_bias = _check_bool(use_bias, fn, "use_bias")
-    dt = _check_dtype(dtype, fn)
+    use_bias = _checks.check_bool(use_bias, fn, "use_bias")
+    dt = _checks.check_float_dtype(dtype, fn)
     _check_callable(w_init, fn, "w_init")
     _check_callable(b_init, fn, "b_init")
     k1, k2 = jax.random.split(key)
@@ -1033,8 +1014,8 @@ def glu_init(
     d_in = _checks.check_int(d_in, fn, "d_in", min=1)
     d_hidden = _checks.check_int(d_hidden, fn, "d_hidden", min=1)
     d_out = d_in if d_out is None else _checks.check_int(d_out, fn, "d_out", min=1)
-    use_bias = _check_bool(use_bias, fn, "use_bias")
-    dt = _check_dtype(dtype, fn)
+    use_bias = _checks.check_bool(use_bias, fn, "use_bias")
+    dt = _checks.check_float_dtype(dtype, fn)
     _check_callable(w_init, fn, "w_init")
     kg, ku, kd = jax.random.split(key, 3)
     kw = {"use_bias": use_bias, "w_init": w_init, "dtype": dt}

@@ -49,6 +49,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxla import _checks
+from jaxla._checks import shape_of as _shape
 from jaxla.nn import layers as _layers
 from jaxla.nn.attention import (
     KVCache,
@@ -79,31 +80,11 @@ _POSITION_STD = 0.1
 _TRUNCATED_STD = 0.87962566103423978
 
 
-def _shape(x: Any) -> tuple[int, ...]:
-    return tuple(int(d) for d in np.shape(x))
-
-
-def _check_bool(value: Any, fn: str, name: str) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        _checks.fail(fn, f"`{name}` must be a Python bool, got {value!r}", TypeError)
-    return bool(value)
-
-
-def _check_dtype(dtype: Any, fn: str) -> jnp.dtype:
-    try:
-        dt = jnp.dtype(dtype)
-    except TypeError:
-        _checks.fail(fn, f"`dtype` must be a floating dtype, got {dtype!r}", TypeError)
-    if not jnp.issubdtype(dt, jnp.floating):
-        _checks.fail(fn, f"`dtype` must be a floating dtype, got {dt}", TypeError)
-    return dt
-
-
 def _check_dropout(
     fn: str, key: Any, dropout_rate: Any, deterministic: Any
 ) -> tuple[bool, Any]:
     """Validate the dropout options; return (active, rate)."""
-    deterministic = _check_bool(deterministic, fn, "deterministic")
+    deterministic = _checks.check_bool(deterministic, fn, "deterministic")
     if isinstance(dropout_rate, jax.core.Tracer):
         active = not deterministic
     else:
@@ -155,7 +136,7 @@ def sinusoidal_positions(
     fn = f"{_MODULE}.sinusoidal_positions"
     length = _checks.check_int(length, fn, "length", min=1)
     d_model = _checks.check_int(d_model, fn, "d_model", min=1)
-    dt = _check_dtype(dtype, fn)
+    dt = _checks.check_float_dtype(dtype, fn)
     if not isinstance(start, jax.core.Tracer):
         start = _checks.check_int(start, fn, "start", min=0)
     return _sinusoidal(length, d_model, start, dt)
@@ -194,7 +175,7 @@ def _block_args(fn, d_model, num_heads, num_kv_heads, mlp_ratio, ffn, norm, dtyp
     mlp_ratio = _checks.check_positive(mlp_ratio, fn, "mlp_ratio")
     ffn = _checks.check_option(ffn, _FFNS, fn, "ffn")
     norm = _checks.check_option(norm, _NORMS, fn, "norm")
-    dt = _check_dtype(dtype, fn)
+    dt = _checks.check_float_dtype(dtype, fn)
     hidden = max(1, round(mlp_ratio * d_model * (2 / 3 if ffn == "swiglu" else 1)))
     return d_model, num_heads, num_kv_heads, hidden, ffn, norm, dt
 
@@ -463,8 +444,8 @@ def transformer_block(
     """
     fn = f"{_MODULE}.transformer_block"
     num_heads = _checks.check_int(num_heads, fn, "num_heads", min=1)
-    is_causal = _check_bool(is_causal, fn, "is_causal")
-    return_weights = _check_bool(return_weights, fn, "return_weights")
+    is_causal = _checks.check_bool(is_causal, fn, "is_causal")
+    return_weights = _checks.check_bool(return_weights, fn, "return_weights")
     num_kv_heads = _check_block(params, fn, num_heads, "params")
     active, rate = _check_dropout(fn, key, dropout_rate, deterministic)
     x = _checks.as_float_array(x, fn, "x", ndim=(2, 3), doc="(B, T, D) or (T, D)")
@@ -641,7 +622,7 @@ def decoder_lm_init(
         ['blocks_0', 'blocks_1', 'final_norm', 'position_embedding', 'token_embedding']
     """
     fn = f"{_MODULE}.decoder_lm_init"
-    tie_embeddings = _check_bool(tie_embeddings, fn, "tie_embeddings")
+    tie_embeddings = _checks.check_bool(tie_embeddings, fn, "tie_embeddings")
     vocab_size, num_layers, max_len, block = _model_args(
         fn, vocab_size, d_model, num_heads, num_layers, max_len, num_kv_heads, mlp_ratio, ffn,
         norm, positions, dtype,
@@ -817,7 +798,7 @@ def decoder_lm(
     """
     fn = f"{_MODULE}.decoder_lm"
     num_heads = _checks.check_int(num_heads, fn, "num_heads", min=1)
-    return_weights = _check_bool(return_weights, fn, "return_weights")
+    return_weights = _checks.check_bool(return_weights, fn, "return_weights")
     n, kv = _check_model(params, fn, num_heads)
     active, rate = _check_dropout(fn, key, dropout_rate, deterministic)
     tokens = _tokens(tokens, params, fn)
