@@ -25,5 +25,6 @@ EXPERIMENTS: list[str] = [
     "regression_and_regularization",
     "jacobian_hessian",
     "edge_of_stability",
+    "recommender",
 ]
 """Registered experiment module names, in the order the runner runs them."""
