@@ -26,5 +26,6 @@ EXPERIMENTS: list[str] = [
     "jacobian_hessian",
     "edge_of_stability",
     "recommender",
+    "graphs",
 ]
 """Registered experiment module names, in the order the runner runs them."""
