@@ -1,7 +1,18 @@
 """jaxla: the linear algebra of machine learning, as pure JAX functions."""
 
-from jaxla import autodiff, curvature, linalg, lora, models, nn, pca, train
+from jaxla import autodiff, curvature, datasets, linalg, lora, models, nn, pca, train
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "autodiff", "curvature", "linalg", "lora", "models", "nn", "pca", "train"]
+__all__ = [
+    "__version__",
+    "autodiff",
+    "curvature",
+    "datasets",
+    "linalg",
+    "lora",
+    "models",
+    "nn",
+    "pca",
+    "train",
+]
