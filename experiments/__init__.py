@@ -27,5 +27,7 @@ EXPERIMENTS: list[str] = [
     "edge_of_stability",
     "recommender",
     "graphs",
+    "lsa",
+    "image_compression",
 ]
 """Registered experiment module names, in the order the runner runs them."""
