@@ -1,6 +1,17 @@
 """jaxla: the linear algebra of machine learning, as pure JAX functions."""
 
-from jaxla import autodiff, curvature, datasets, linalg, lora, models, nn, pca, train
+from jaxla import (
+    autodiff,
+    curvature,
+    datasets,
+    distributed,
+    linalg,
+    lora,
+    models,
+    nn,
+    pca,
+    train,
+)
 
 __version__ = "0.1.0"
 
@@ -9,6 +20,7 @@ __all__ = [
     "autodiff",
     "curvature",
     "datasets",
+    "distributed",
     "linalg",
     "lora",
     "models",

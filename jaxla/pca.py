@@ -55,7 +55,12 @@ and merges the groups' (d, d) statistics: only those (and the (d,) means) cross 
 result equals the single-device fit up to rounding. The number of shards is read from a concrete
 array's sharding (``fit`` called outside ``jit``) or from the type of a traced one when the mesh
 axes are ``jax.sharding.AxisType.Explicit``; under ``jit`` with ``Auto`` axes pass
-``row_groups=<number of row shards>``.
+``row_groups=<number of row shards>``. :func:`stats_update` (hence :func:`fit_stream`) reduces a
+sharded chunk the same way. The ``"svd"`` and ``"randomized"`` solvers of a tall ``x`` whose
+shards hold at least ``d`` rows each run where the rows live too (the TSQR and row-split paths
+of :mod:`jaxla.linalg.lowrank`: only (d, d) and (d, k) factors cross devices), with the shard
+count read the same way (with ``Auto`` axes under ``jit`` XLA partitions the single-device
+algorithm instead).
 
 Accuracy certificate: ``PCA.residual`` is ``max_i ||C v_i - ev_i v_i||_2 / ev_0`` over the kept
 components ``v_i`` (rows of ``components``) and ``ev = explained_variance``, with ``C`` the
@@ -95,7 +100,7 @@ from jax.experimental import checkify
 from jaxla import _checks
 from jaxla._checks import as_float_array, check_int, check_option, compute_dtype, fail
 from jaxla._numerics import matmul
-from jaxla.linalg import eigh, randomized_svd, svd
+from jaxla.linalg import eigh, lowrank, svd
 from jaxla.linalg._canonical import vector_signs
 
 __all__ = [
@@ -352,9 +357,10 @@ def _from_scatter(mean, scatter, n, k, whiten, center, out_dtype, message=_NAN_X
 
 @functools.partial(
     jax.jit, static_argnames=("k", "solver", "center", "block", "groups", "oversamples",
-                              "power_iters")
+                              "power_iters", "rows")
 )
-def _fit_core(x, key, whiten, *, k, solver, center, block, groups, oversamples, power_iters):
+def _fit_core(x, key, whiten, *, k, solver, center, block, groups, oversamples, power_iters,
+              rows=None):
     out_dtype = x.dtype
     x = x.astype(compute_dtype(x.dtype))
     n, d = x.shape
@@ -363,7 +369,7 @@ def _fit_core(x, key, whiten, *, k, solver, center, block, groups, oversamples, 
         mean, scatter = _moments(x, block, groups)
         return _from_scatter(mean, scatter, n, k, whiten, center, out_dtype)
     if center:
-        shift = x[0]
+        shift = x[0] if rows is None else lowrank._first_rows_mean(x, rows)
         y = x - shift[None, :]
         m = jnp.mean(y, axis=0)
         c = y - m[None, :]
@@ -373,22 +379,28 @@ def _fit_core(x, key, whiten, *, k, solver, center, block, groups, oversamples, 
         mean = jnp.zeros((d,), x.dtype)
     _report_nonfinite(mean if center else jnp.sum(x, axis=0), _NAN_X)
     if solver == "svd":
-        _, s, vt = svd(c)
+        if rows is None:
+            _, s, vt = svd(c)
+        else:  # TSQR: only d x d factors cross devices
+            _, s, vt = lowrank._tall_svd(c, rank=r, rows=rows)
         ev = s * s / (n - 1)
-        res = _residual(_cov_times(c, vt[:k].T), vt[:k], ev[:k])
+        res = _residual(_cov_times(c, vt[:k].T, rows), vt[:k], ev[:k])
         return _finish(mean, vt, ev, jnp.sum(ev), n, k, r, whiten, out_dtype, res)
-    return _fit_randomized(c, mean, key, whiten, n, k, oversamples, power_iters, out_dtype)
+    return _fit_randomized(c, mean, key, whiten, n, k, oversamples, power_iters, out_dtype, rows)
 
 
-def _cov_times(c: jax.Array, v: jax.Array) -> jax.Array:
+def _cov_times(c: jax.Array, v: jax.Array, rows: Any = None) -> jax.Array:
     """``c.T @ c @ v / (n - 1)`` (d, k) without forming the covariance."""
-    return matmul(c.T, matmul(c, v)) / (c.shape[0] - 1)
+    cv = matmul(c, v)
+    ctcv = matmul(c.T, cv) if rows is None else lowrank._sum_over_rows(c, cv, rows)
+    return ctcv / (c.shape[0] - 1)
 
 
-def _fit_randomized(c, mean, key, whiten, n, k, oversamples, power_iters, out_dtype):
+def _fit_randomized(c, mean, key, whiten, n, k, oversamples, power_iters, out_dtype, rows=None):
     """Randomized solver on the centered data ``c`` (n, d)."""
     r = min(c.shape)
-    res = randomized_svd(key, c, k, oversamples=oversamples, power_iters=power_iters)
+    res = lowrank._randomized(key, c, k, oversamples=oversamples, power_iters=power_iters,
+                              rows=rows)
     s, vt = res.s, res.vt
     ev = s * s / (n - 1)
     total = jnp.sum(c * c) / (n - 1)  # exact total variance, from the data
@@ -396,7 +408,7 @@ def _fit_randomized(c, mean, key, whiten, n, k, oversamples, power_iters, out_dt
         noise = jnp.maximum(total - jnp.sum(ev), 0) / (r - k)
     else:
         noise = jnp.zeros((), ev.dtype)
-    resid = _residual(_cov_times(c, vt.T), vt, ev)
+    resid = _residual(_cov_times(c, vt.T, rows), vt, ev)
     return _finish(mean, vt, ev, total, n, k, r, whiten, out_dtype, resid, noise=noise)
 
 
@@ -471,7 +483,7 @@ def _auto_solver(n: int, d: int, k: int | float, key: Any) -> str:
 def _raise_if_bad(pca: PCA, x: Any, fn: str, name: str) -> None:
     """Eagerly raise the check_finite message when a concrete fit is not finite."""
     if _checks.is_concrete(pca.ok) and not bool(np.all(np.asarray(pca.ok))):
-        _checks.check_finite(x, fn, name)
+        lowrank._check_finite_dense(x, fn, name)
         fail(
             fn,
             f"`{name}` must have statistics representable in its dtype, got values whose "
@@ -575,6 +587,10 @@ def fit(
     kk = min(n, d) if isinstance(k, float) else k
     if solver != "randomized":
         key = None
+    # svd and randomized solvers of a tall x sharded by rows run where the rows live (TSQR)
+    rows = lowrank._tall_row_split(x) if solver in ("svd", "randomized") else None
+    if rows is None and solver != "covariance_eigh":
+        x = lowrank._unshard_explicit(x)
     p = _fit_core(
         x,
         key,
@@ -587,6 +603,7 @@ def fit(
         oversamples=check_int(oversamples, fn, "oversamples", min=0),
         power_iters=None if power_iters is None else check_int(power_iters, fn, "power_iters",
                                                                 min=0),
+        rows=rows,
     )
     _raise_if_bad(p, x, fn, "x")
     if isinstance(k, float):
@@ -626,7 +643,7 @@ def transform(pca: PCA, x: jax.Array) -> jax.Array:
              f"got shape {tuple(x.shape)}")
     z = _transform(pca, x)
     if _checks.is_concrete(z) and not bool(jnp.all(jnp.isfinite(z))):
-        _checks.check_finite(x, fn, "x")
+        lowrank._check_finite_dense(x, fn, "x")
     return z
 
 
@@ -669,7 +686,7 @@ def inverse_transform(pca: PCA, z: jax.Array) -> jax.Array:
              f"got shape {tuple(z.shape)}")
     out = _inverse_transform(pca, z)
     if _checks.is_concrete(out) and not bool(jnp.all(jnp.isfinite(out))):
-        _checks.check_finite(z, fn, "z")
+        lowrank._check_finite_dense(z, fn, "z")
     return out
 
 
@@ -743,25 +760,39 @@ def _check_stats(stats: Any, fn: str) -> None:
              f"{type(stats).__name__}", TypeError)
 
 
-@functools.partial(jax.jit, static_argnames=("block",))
-def _update_core(stats: PCAStats, chunk: jax.Array, *, block: int) -> PCAStats:
+@functools.partial(jax.jit, static_argnames=("block", "groups"))
+def _update_core(stats: PCAStats, chunk: jax.Array, *, block: int, groups: int = 1) -> PCAStats:
     dt = stats.scatter.dtype
     c = chunk.astype(dt)
     m, _ = c.shape
-    mean_b, scatter_b = _moments(c, block, 1)
+    mean_b, scatter_b = _moments(c, block, groups)
     mean, scatter = _chan_merge(
         stats.count.astype(dt), stats.mean, stats.scatter, jnp.asarray(m, dt), mean_b, scatter_b
     )
     return PCAStats(stats.count + m, mean, scatter)
 
 
-def stats_update(stats: PCAStats, chunk: jax.Array, *, block_size: int | None = None) -> PCAStats:
+def stats_update(
+    stats: PCAStats,
+    chunk: jax.Array,
+    *,
+    block_size: int | None = None,
+    row_groups: int | None = None,
+) -> PCAStats:
     """Add a chunk of rows to the statistics (exact merge; jittable).
+
+    A chunk sharded by rows over a mesh is reduced where its rows live, as in :func:`fit`: each
+    shard's (d,) mean and (d, d) scatter are computed locally and merged, so only those cross
+    devices; the result equals the unsharded update up to rounding.
 
     Args:
         stats: Statistics so far, in some dtype (see :func:`stats_init`).
         chunk: (m, d) new rows; computed in ``stats``' dtype.
         block_size: Rows per block inside the chunk (as in :func:`fit`).
+        row_groups: Groups of consecutive rows reduced separately, then merged (must divide
+            m). Default: the number of row shards of ``chunk`` when it is known (a concrete
+            array, or a traced one with ``Explicit`` mesh axes), else 1; under ``jit`` with
+            ``Auto`` axes pass the number of row shards.
 
     Returns:
         The :class:`PCAStats` of all rows seen.
@@ -785,7 +816,14 @@ def stats_update(stats: PCAStats, chunk: jax.Array, *, block_size: int | None = 
         return stats
     block = _default_block(d) if block_size is None else check_int(block_size, fn, "block_size",
                                                                    min=1)
-    return _update_core(stats, chunk, block=block)
+    m = int(chunk.shape[0])
+    if row_groups is None:
+        groups = _row_groups(chunk)
+    else:
+        groups = check_int(row_groups, fn, "row_groups", min=1, max=m, max_doc="chunk rows")
+        if m % groups:
+            fail(fn, f"`row_groups` must divide the chunk's {m} rows, got {groups}")
+    return _update_core(stats, chunk, block=block, groups=groups)
 
 
 def stats_merge(a: PCAStats, b: PCAStats) -> PCAStats:
@@ -932,7 +970,7 @@ def fit_stream(
         stats = stats_update(stats, chunk, block_size=block_size)
         finite = jnp.all(jnp.isfinite(stats.mean)) & jnp.all(jnp.isfinite(jnp.diag(stats.scatter)))
         if not bool(finite):
-            _checks.check_finite(chunk, fn, name)
+            lowrank._check_finite_dense(chunk, fn, name)
             fail(fn, f"`{name}` must have statistics representable in its dtype, got values "
                  "whose squares overflow; rescale the data first")
     if stats is None:

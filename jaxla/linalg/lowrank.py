@@ -11,6 +11,19 @@ says how good its answer is: every result carries an a-posteriori estimate of th
 error ``||A - U diag(s) Vt||_2`` and the number of passes over ``A``. With ``tol`` it grows the
 sketch block by block until the estimate meets the tolerance.
 
+**Row-sharded matrices.** A tall dense ``A`` (m >= n) split by rows over the axes of a
+``jax.sharding.Mesh`` (e.g. ``jaxla.distributed.shard_rows``), each piece holding at least ``n``
+rows, is decomposed where its rows live, in one ``jax.shard_map`` program:
+:func:`truncated_svd` by TSQR (each device factors its rows, the ``n x n`` triangular factors
+are gathered and factored again, and the SVD of the final ``R`` gives ``s`` and ``vt``), and
+:func:`randomized_svd` with ``A^T Y`` and the Gram matrices of its blocks summed over devices
+(``n x b`` and ``b x b`` arrays) and TSQR in place of Householder QR. Only these small factors
+cross devices; ``u`` comes back split by rows like ``A``; the results equal the single-device
+ones up to rounding. The split is read from a concrete array's sharding, or, under ``jit``, from
+the type of an array sharded over ``Explicit`` mesh axes (with ``Auto`` axes a traced array
+carries no sharding, and XLA partitions the single-device algorithm instead). With the
+``"lu"`` normalizer a row-split block is orthonormalized (same span) instead.
+
 References:
     N. Halko, P.-G. Martinsson, J. A. Tropp. Finding structure with randomness: probabilistic
     algorithms for constructing approximate matrix decompositions. SIAM Review 53(2), 2011.
@@ -28,6 +41,7 @@ References:
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -35,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.experimental import checkify
+from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 from jaxla import _checks
 from jaxla._numerics import eps, matmul
@@ -94,8 +109,23 @@ def _check_key(key: Any, fn: str, name: str = "key") -> None:
         )
 
 
+@jax.jit
+def _count_nonfinite(a: jax.Array) -> jax.Array:
+    return jnp.sum(~jnp.isfinite(a))
+
+
 def _check_finite_dense(a: jax.Array, fn: str, name: str) -> None:
-    """NaN/Inf: raise eagerly; under jit express the check for ``checkify``."""
+    """NaN/Inf: raise eagerly; under jit express the check for ``checkify``.
+
+    A concrete array sharded over several processes is counted on its devices (its values are
+    not all readable by this process).
+    """
+    if _checks.is_concrete(a) and not getattr(a, "is_fully_addressable", True):
+        bad = int(_count_nonfinite(a))
+        if bad:
+            _checks.fail(fn, f"`{name}` contains {bad} NaN or Inf value(s); clean or mask "
+                         "them first")
+        return
     _checks.check_finite(a, fn, name)
     if not _checks.is_concrete(a):
         checkify.debug_check(
@@ -118,7 +148,109 @@ def _householder(y: jax.Array) -> jax.Array:
     return q
 
 
-def _svqb(y: jax.Array, rounds: int) -> tuple[jax.Array, jax.Array]:
+# --------------------------------------------------------------------------------------------
+# row-distributed operands: the tall (m, b) blocks live split by rows over mesh axes
+
+
+class _Rows(NamedTuple):
+    """Static description of a row split: the rows of ``A`` (and of every (m, b) block) live in
+    ``shards`` consecutive pieces over the mesh axes ``axes``. The algorithms then run inside
+    ``shard_map`` on the local rows, and only ``b x b`` and ``n x b`` factors cross devices."""
+
+    mesh: Any  # jax.sharding.Mesh (or AbstractMesh under jit with Explicit axes)
+    axes: tuple[str, ...]  # mesh axes the rows are split over
+    m: int  # global number of rows
+    shards: int  # number of row pieces
+
+
+def _row_split(a: Any) -> _Rows | None:
+    """How a 2-D array is split by rows over a mesh (None when it is not, or when unknown).
+
+    Read from a concrete array's sharding, or from the type of a traced one when its mesh axes
+    are ``Explicit`` (with ``Auto`` axes a traced array carries no sharding). Columns must be
+    whole on every device.
+    """
+    try:
+        sharding = jax.typeof(a).sharding if isinstance(a, jax.core.Tracer) else a.sharding
+    except Exception:  # numpy input, abstract values without sharding
+        return None
+    if not isinstance(sharding, NamedSharding) or np.ndim(a) != 2:
+        return None
+    spec = (*tuple(sharding.spec), None, None)
+    if spec[0] is None or spec[1] is not None:
+        return None
+    axes = (spec[0],) if isinstance(spec[0], str) else tuple(spec[0])
+    shards = math.prod(int(sharding.mesh.shape[ax]) for ax in axes)
+    m = int(a.shape[0])
+    if shards <= 1 or m % shards:
+        return None
+    return _Rows(sharding.mesh, axes, m, shards)
+
+
+def _unshard_explicit(a: Any) -> Any:
+    """Replicate an array whose sharding is typed (``Explicit`` axes) but not used by a path.
+
+    jnp's decompositions refuse operands sharded over Explicit axes; Auto axes are left to XLA.
+    """
+    if isinstance(a, LinearOperator):
+        return a
+    try:
+        aval = jax.typeof(a)
+        explicit = any(t == AxisType.Explicit for t in aval.sharding.mesh.axis_types)
+        sharded = any(e is not None for e in aval.sharding.spec)
+    except Exception:
+        return a
+    return jax.sharding.reshard(a, PartitionSpec()) if explicit and sharded else a
+
+
+def _tdot(a: jax.Array, b: jax.Array, rows: _Rows | None) -> jax.Array:
+    """``a^T b`` summed over all rows (``a`` (m, p), ``b`` (m, q) split by rows when ``rows``)."""
+    out = matmul(a.T, b)
+    return out if rows is None else lax.psum(out, rows.axes)
+
+
+def _sum_over_rows(a: jax.Array, b: jax.Array, rows: _Rows) -> jax.Array:
+    """``a^T b`` (p, q) of ``a`` (m, p) and ``b`` (m, q) split by rows, outside ``shard_map``:
+    each device multiplies its rows and the (p, q) products are summed (one all-reduce)."""
+    spec = PartitionSpec(rows.axes, None)
+    return jax.shard_map(lambda a, b: _tdot(a, b, rows), mesh=rows.mesh, in_specs=(spec, spec),
+                         out_specs=PartitionSpec(), check_vma=False)(a, b)
+
+
+def _first_rows_mean(a: jax.Array, rows: _Rows) -> jax.Array:
+    """(n,) mean of the first row of every piece of ``a`` (m, n) split by rows: a cheap point
+    near the data (a shift against cancellation) that needs no slicing of the split axis."""
+    return jax.shard_map(lambda a: lax.psum(a[0], rows.axes) / rows.shards, mesh=rows.mesh,
+                         in_specs=PartitionSpec(rows.axes, None), out_specs=PartitionSpec(),
+                         check_vma=False)(a)
+
+
+def _tsqr_local(y: jax.Array, axes: tuple[str, ...]) -> tuple[jax.Array, jax.Array]:
+    """TSQR inside ``shard_map``: ``y`` (m_i, b) is this device's rows of a tall (m, b) matrix.
+
+    Each device factors its rows, ``y_i = Q_i R_i``; the ``b x b`` factors ``R_i`` are gathered
+    (the only communication) and the stacked ``(p b, b)`` matrix is factored on every device,
+    ``[R_1; ...; R_p] = Q' R``; then ``Q = diag(Q_i) Q'`` keeps this device's rows
+    ``Q_i Q'_i``. Signs make ``diag(R) >= 0``. Needs ``m_i >= b``. Returns the local rows of
+    ``Q`` (m_i, b) and ``R`` (b, b), the same on every device.
+    """
+    b = y.shape[1]
+    q1, r1 = jnp.linalg.qr(y, mode="reduced")
+    stacked = lax.all_gather(r1, axes, tiled=True)  # (p b, b)
+    q2, r = jnp.linalg.qr(stacked, mode="reduced")
+    d = jnp.where(jnp.diagonal(r) < 0, -1, 1).astype(r.dtype)
+    q2 = q2 * d[None, :]
+    r = r * d[:, None]
+    mine = lax.dynamic_slice_in_dim(q2, lax.axis_index(axes) * b, b, axis=0)
+    return matmul(q1, mine), r
+
+
+def _qr_basis(y: jax.Array, rows: _Rows | None) -> jax.Array:
+    """Householder basis of ``y`` (TSQR when ``y`` is split by rows)."""
+    return _householder(y) if rows is None else _tsqr_local(y, rows.axes)[0]
+
+
+def _svqb(y: jax.Array, rounds: int, rows: _Rows | None = None) -> tuple[jax.Array, jax.Array]:
     """Gram-matrix orthonormalization (SVQB, Stathopoulos & Wu 2002); returns ``(q, ok)``.
 
     Each round factors the small Gram matrix ``q^T q = V diag(w) V^T`` and maps
@@ -133,7 +265,7 @@ def _svqb(y: jax.Array, rounds: int) -> tuple[jax.Array, jax.Array]:
     q = y
     ok = jnp.asarray(True)
     for i in range(rounds):
-        w, v = jnp.linalg.eigh(matmul(q.T, q))
+        w, v = jnp.linalg.eigh(_tdot(q, q, rows))
         if i == 0:
             ok = (w[0] > 2 * b * tiny * w[-1]) & jnp.all(jnp.isfinite(w))
         floor = jnp.maximum(tiny * w[-1], jnp.finfo(y.dtype).tiny)  # a zero block stays zero
@@ -141,7 +273,7 @@ def _svqb(y: jax.Array, rounds: int) -> tuple[jax.Array, jax.Array]:
     return q, ok
 
 
-def _orth(y: jax.Array) -> jax.Array:
+def _orth(y: jax.Array, rows: _Rows | None = None) -> jax.Array:
     """Orthonormal basis ``q`` (m, b) of the column span of ``y`` (m, b).
 
     Two rounds of Gram orthonormalization (matmul-bound, like Cholesky QR2) where ``y`` is well
@@ -149,11 +281,11 @@ def _orth(y: jax.Array) -> jax.Array:
     ``y`` is wide. On tall-skinny blocks Householder QR is memory-bound and slower, more so on a
     busy machine.
     """
-    m, b = y.shape
+    m, b = y.shape if rows is None else (rows.m, y.shape[1])
     if m < 2 * b:
-        return _householder(y)
-    q, ok = _svqb(y, 2)
-    return lax.cond(ok, lambda y: q, _householder, y)
+        return _qr_basis(y, rows)
+    q, ok = _svqb(y, 2, rows)
+    return lax.cond(ok, lambda y: q, lambda y: _qr_basis(y, rows), y)
 
 
 def _lu_normalize(y: jax.Array) -> jax.Array:
@@ -164,29 +296,35 @@ def _lu_normalize(y: jax.Array) -> jax.Array:
     return lower[jnp.argsort(perm)]  # rows of P L: (P L)[perm] = L
 
 
-def _scale_normalize(y: jax.Array) -> jax.Array:
+def _scale_normalize(y: jax.Array, rows: _Rows | None = None) -> jax.Array:
     """Divide ``y`` by its largest magnitude (prevents overflow; keeps the column span)."""
     scale = jnp.max(jnp.abs(y))
+    if rows is not None:
+        scale = lax.pmax(scale, rows.axes)
     return y / jnp.where(scale > 0, scale, jnp.ones_like(scale))
 
 
-def _normalize(y: jax.Array, normalizer: str) -> jax.Array:
-    """Re-normalize an intermediate block (its span is all that matters)."""
-    if normalizer == "qr":
-        return _svqb(y, 1)[0] if y.shape[0] >= 2 * y.shape[1] else _householder(y)
+def _normalize(y: jax.Array, normalizer: str, rows: _Rows | None = None) -> jax.Array:
+    """Re-normalize an intermediate block (its span is all that matters).
+
+    A block split by rows has no pivoted LU: ``"lu"`` then orthonormalizes it (same span).
+    """
+    m = y.shape[0] if rows is None else rows.m
+    if normalizer == "qr" or (normalizer == "lu" and rows is not None):
+        return _svqb(y, 1, rows)[0] if m >= 2 * y.shape[1] else _qr_basis(y, rows)
     if normalizer == "lu":
         return _lu_normalize(y)
-    return _scale_normalize(y)
+    return _scale_normalize(y, rows)
 
 
-def _project_out(basis: jax.Array, y: jax.Array) -> jax.Array:
+def _project_out(basis: jax.Array, y: jax.Array, rows: _Rows | None = None) -> jax.Array:
     """``(I - Q Q^T) y`` twice (classical Gram-Schmidt with one re-orthogonalization)."""
     for _ in range(2):
-        y = y - matmul(basis, matmul(basis.T, y))
+        y = y - matmul(basis, _tdot(basis, y, rows))
     return y
 
 
-def _extend_basis(basis: jax.Array, y: jax.Array) -> jax.Array:
+def _extend_basis(basis: jax.Array, y: jax.Array, rows: _Rows | None = None) -> jax.Array:
     """Orthonormal columns spanning ``y`` (m, b) modulo ``basis`` (m, L), orthogonal to ``basis``.
 
     Classical Gram-Schmidt twice, then Gram orthonormalization of the block. Where the projected
@@ -194,29 +332,33 @@ def _extend_basis(basis: jax.Array, y: jax.Array) -> jax.Array:
     directions, so that case takes a second round of projection and QR to make them orthogonal
     to ``basis`` as well. Zero columns of ``basis`` are allowed.
     """
-    y = _project_out(basis, y)
-    if y.shape[0] < 2 * y.shape[1]:
-        return _householder(_project_out(basis, _householder(y)))
-    q, ok = _svqb(y, 2)
+    y = _project_out(basis, y, rows)
 
     def slow(y):
-        return _householder(_project_out(basis, _householder(y)))
+        return _qr_basis(_project_out(basis, _qr_basis(y, rows), rows), rows)
+
+    if (y.shape[0] if rows is None else rows.m) < 2 * y.shape[1]:
+        return slow(y)
+    q, ok = _svqb(y, 2, rows)
 
     return lax.cond(ok, lambda y: q, slow, y)
 
 
-def _residual_norm(y: jax.Array, y_perp: jax.Array, z: jax.Array) -> jax.Array:
+def _residual_norm(
+    y: jax.Array, y_perp: jax.Array, z: jax.Array, rows: _Rows | None = None
+) -> jax.Array:
     """Lower bound on ``||R||_2`` from ``y = A W``, ``y_perp = R W`` (m, t), ``z = R^T y_perp``.
 
     Returns ``max ||R^T x|| / ||x||`` over ``x`` in the span of ``y_perp``: one step of block
     power iteration on ``R R^T`` started from the residual of ``t`` Gaussian vectors. Directions
     of ``y_perp`` at the rounding level of ``y`` are ignored (the residual is zero there).
     """
-    g = matmul(y_perp.T, y_perp)
+    g = _tdot(y_perp, y_perp, rows)
     evals, evecs = jnp.linalg.eigh(g)
     t = g.shape[0]
     tiny = eps(g.dtype)
-    thr = jnp.maximum(evals[-1] * (10 * t * tiny), jnp.sum(y * y) * (100 * tiny) ** 2)
+    yy = jnp.sum(y * y) if rows is None else lax.psum(jnp.sum(y * y), rows.axes)
+    thr = jnp.maximum(evals[-1] * (10 * t * tiny), yy * (100 * tiny) ** 2)
     keep = evals > thr
     inv = jnp.where(keep, 1 / jnp.sqrt(jnp.where(keep, evals, jnp.ones_like(evals))), 0.0)
     mm = matmul(z, evecs * inv[None, :])
@@ -239,30 +381,30 @@ def _small_svd(bt: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
 # fixed-rank range finders: return the basis Q (m, L), B^T = A^T Q (n, L) and the estimate
 
 
-def _finish(op: LinearOperator, q_basis: jax.Array, yw: jax.Array):
+def _finish(op: LinearOperator, q_basis: jax.Array, yw: jax.Array, rows: _Rows | None):
     """Last pass: ``A^T [Q, y_perp]`` gives ``B^T`` and one power step for the error estimate."""
-    yw_perp = _project_out(q_basis, yw)
+    yw_perp = _project_out(q_basis, yw, rows)
     out = op.rmatmat(jnp.concatenate([q_basis, yw_perp], axis=1))
     width = q_basis.shape[1]
     bt, zw = out[:, :width], out[:, width:]
-    return bt, _residual_norm(yw, yw_perp, zw)
+    return bt, _residual_norm(yw, yw_perp, zw, rows)
 
 
-def _range_power(op, omega, w, q, normalizer):
+def _range_power(op, omega, w, q, normalizer, rows):
     """Subspace iteration: ``Q = orth((A A^T)^q A Omega)`` (HMT Algorithm 4.4)."""
     b = omega.shape[1]
 
     def body(_, z):
-        y = _normalize(op.matmat(z), normalizer)
+        y = _normalize(op.matmat(z), normalizer, rows)
         return _normalize(op.rmatmat(y), normalizer)
 
     z = lax.fori_loop(0, q, body, omega) if q > 0 else omega
     yy = op.matmat(jnp.concatenate([z, w], axis=1))
-    q_basis = _orth(yy[:, :b])
-    return (q_basis, *_finish(op, q_basis, yy[:, b:]))
+    q_basis = _orth(yy[:, :b], rows)
+    return (q_basis, *_finish(op, q_basis, yy[:, b:], rows))
 
 
-def _range_krylov(op, omega, w, q, normalizer):
+def _range_krylov(op, omega, w, q, normalizer, rows):
     """Block Krylov: ``Q`` spans ``[A Omega, (A A^T) A Omega, ..., (A A^T)^q A Omega]``.
 
     Block Lanczos-style: each new block ``A z`` is orthogonalized against the blocks before it
@@ -279,26 +421,26 @@ def _range_krylov(op, omega, w, q, normalizer):
         else:  # last block: the estimator vectors ride along
             yy = op.matmat(jnp.concatenate([z, w], axis=1))
             y = yy[:, :b]
-        y = _extend_basis(jnp.concatenate(blocks, axis=1), y) if blocks else _orth(y)
+        y = _extend_basis(jnp.concatenate(blocks, axis=1), y, rows) if blocks else _orth(y, rows)
         blocks.append(y)
         if i < q:
             z = _normalize(op.rmatmat(y), normalizer)
     basis = jnp.concatenate(blocks, axis=1)
-    return (basis, *_finish(op, basis, yy[:, b:]))
+    return (basis, *_finish(op, basis, yy[:, b:], rows))
 
 
 # --------------------------------------------------------------------------------------------
 # cores (op is in the tall orientation: m >= n)
 
 
-def _fixed_core(g, op, k, l, q, method, normalizer, dtype):
+def _fixed_core(g, op, k, l, q, method, normalizer, dtype, rows=None):
     t = g.shape[1] - l
     omega, w = g[:, :l], g[:, l:]
     if method == "power":
-        q_basis, bt, resid = _range_power(op, omega, w, q, normalizer)
+        q_basis, bt, resid = _range_power(op, omega, w, q, normalizer, rows)
         matvecs = 2 * q * l + 2 * (l + t)
     else:
-        q_basis, bt, resid = _range_krylov(op, omega, w, q, normalizer)
+        q_basis, bt, resid = _range_krylov(op, omega, w, q, normalizer, rows)
         matvecs = 2 * q * l + (l + t) + (l * (q + 1) + t)
     width = q_basis.shape[1]
     u_small, s_all, vt_all = _small_svd(bt)
@@ -315,7 +457,7 @@ def _fixed_core(g, op, k, l, q, method, normalizer, dtype):
     return u, s, vt, err, info
 
 
-def _adaptive_core(g, op, b, max_rank, q, normalizer, dtype, tol):
+def _adaptive_core(g, op, b, max_rank, q, normalizer, dtype, tol, rows=None):
     """Blocked adaptive range finder (Martinsson & Voronin 2016) with a spectral-norm stop rule."""
     m, n = op.shape
     nb = -(-max_rank // b)
@@ -334,19 +476,19 @@ def _adaptive_core(g, op, b, max_rank, q, normalizer, dtype, tol):
         omega = lax.dynamic_slice_in_dim(g, j * b, b, axis=1)
 
         def power(_, z):
-            y = _normalize(_project_out(basis, op.matmat(z)), normalizer)
+            y = _normalize(_project_out(basis, op.matmat(z), rows), normalizer, rows)
             return _normalize(op.rmatmat(y), normalizer)
 
         z = lax.fori_loop(0, q, power, omega) if q > 0 else omega
         yy = op.matmat(jnp.concatenate([z, w], axis=1))
         keep = (j * b + cols) < max_rank
-        qj = _extend_basis(basis, yy[:, :b]) * keep[None, :].astype(dtype)
+        qj = _extend_basis(basis, yy[:, :b], rows) * keep[None, :].astype(dtype)
         basis = lax.dynamic_update_slice(basis, qj, (jnp.zeros_like(j), j * b))
-        yw_perp = _project_out(basis, yy[:, b:])
+        yw_perp = _project_out(basis, yy[:, b:], rows)
         out = op.rmatmat(jnp.concatenate([qj, yw_perp], axis=1))
         btj, zw = out[:, :b], out[:, b:]
         bt = lax.dynamic_update_slice(bt, btj, (jnp.zeros_like(j), j * b))
-        resid = _residual_norm(yy[:, b:], yw_perp, zw)
+        resid = _residual_norm(yy[:, b:], yw_perp, zw, rows)
         top = jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(matmul(btj.T, btj))[-1], 0.0))
         nu = jnp.where(j == 0, top, nu)
         # keep iterating the estimator's vectors on the shrinking residual (columns rescaled)
@@ -387,11 +529,65 @@ def _adaptive_core(g, op, b, max_rank, q, normalizer, dtype, tol):
     return u, s, vt, err, info
 
 
+def _rsvd_rows(g, a, center, tol, *, k, l, q, method, normalizer, adaptive, max_rank, out_dtype,
+               rows):
+    """:func:`_rsvd` of a tall dense ``a`` split by rows: one ``shard_map`` program.
+
+    Every device keeps its rows of ``A`` and of the (m, b) blocks; ``A^T Y``, the Gram matrices
+    of the blocks and the estimator's norms are summed over devices (``psum`` of n x b and b x b
+    arrays) and Householder QR becomes TSQR (``all_gather`` of b x b factors). The small
+    factors (``B^T``, the SVD of ``B``, ``s``, ``vt``) are the same on every device.
+    """
+    dtype = _checks.compute_dtype(a.dtype)
+    n = a.shape[1]
+    axes = rows.axes
+    row_spec = PartitionSpec(axes, None)
+
+    def local(g, a, center, tol):
+        a = a.astype(dtype)
+
+        def mm(x):
+            out = matmul(a, x)
+            return out if center is None else out - matmul(center[None, :], x)
+
+        def rmm(y):
+            out = lax.psum(matmul(a.T, y), axes)
+            if center is None:
+                return out
+            return out - center[:, None] * lax.psum(jnp.sum(y, axis=0), axes)[None, :]
+
+        op = LinearOperator((a.shape[0], n), dtype, mm, rmm)
+        if adaptive:
+            u, s, vt, err, info = _adaptive_core(g, op, k, max_rank, q, normalizer, dtype, tol,
+                                                 rows)
+            met = info.pop("converged_tol")
+        else:
+            u, s, vt, err, info = _fixed_core(g, op, k, l, q, method, normalizer, dtype, rows)
+            met = jnp.asarray(True)
+        u, vt = _canonical.svd_signs(u, vt)
+        converged = met & jnp.isfinite(err) & jnp.all(jnp.isfinite(s))
+        return RandomizedSVD(u.astype(out_dtype), s.astype(out_dtype), vt.astype(out_dtype),
+                             err.astype(out_dtype), converged=converged, **info)
+
+    rep = PartitionSpec()
+    out_specs = RandomizedSVD(row_spec, rep, rep, rep, rep, rep, rep, rep, rep)
+    # Replication of the small outputs holds by construction (they are computed from psum'd
+    # values); it is not inferred, so the static check of shard_map is off.
+    return jax.shard_map(local, mesh=rows.mesh, in_specs=(rep, row_spec, rep, rep),
+                         out_specs=out_specs, check_vma=False)(g, a, center, tol)
+
+
 @functools.partial(
     jax.jit,
-    static_argnames=("k", "l", "q", "method", "normalizer", "adaptive", "max_rank", "out_dtype"),
+    static_argnames=("k", "l", "q", "method", "normalizer", "adaptive", "max_rank", "out_dtype",
+                     "rows"),
 )
-def _rsvd(g, a, center, tol, *, k, l, q, method, normalizer, adaptive, max_rank, out_dtype):
+def _rsvd(g, a, center, tol, *, k, l, q, method, normalizer, adaptive, max_rank, out_dtype,
+          rows=None):
+    if rows is not None:
+        return _rsvd_rows(g, a, center, tol, k=k, l=l, q=q, method=method,
+                          normalizer=normalizer, adaptive=adaptive, max_rank=max_rank,
+                          out_dtype=out_dtype, rows=rows)
     op = a if isinstance(a, LinearOperator) else _dense_operator(a)
     dtype = _checks.compute_dtype(op.dtype)
     if center is not None:
@@ -482,10 +678,12 @@ def randomized_svd(
       so that ``(q + 1) l <= min(m, n)``.
 
     Then ``B = Q^T A`` (the last pass) and the SVD of the small ``B`` give ``U = Q U_B``, ``s``
-    and ``Vt``. Signs are canonical (the largest-magnitude entry of each row of ``vt`` is
-    positive). The final basis ``Q`` is orthonormal to working precision: two rounds of
-    Gram-matrix orthonormalization (SVQB, matmul-bound) where the sketch is well conditioned,
-    Householder QR otherwise.
+    and ``Vt``. A tall dense ``a`` split by rows over a mesh (each piece at least ``n`` rows)
+    is decomposed where its rows live: only ``n x b`` and ``b x b`` factors cross devices and
+    ``u`` stays split by rows (module documentation). Signs are canonical (the
+    largest-magnitude entry of each row of ``vt`` is positive). The final basis ``Q`` is
+    orthonormal to working precision: two rounds of Gram-matrix orthonormalization (SVQB,
+    matmul-bound) where the sketch is well conditioned, Householder QR otherwise.
 
     **Error estimate.** Write ``R = (I - Q Q^T) A``. The error of the rank-``k`` result satisfies
     ``max(||R||, s_B[k]) <= ||A - U diag(s) Vt||_2 <= sqrt(||R||^2 + s_B[k]^2)`` where ``s_B[k]``
@@ -558,6 +756,26 @@ def randomized_svd(
         >>> print(int(ad.rank), bool(ad.converged), ad.s.shape)
         5 True (40,)
     """
+    return _randomized(key, a, rank, oversamples=oversamples, power_iters=power_iters,
+                       method=method, normalizer=normalizer, center=center, tol=tol,
+                       max_rank=max_rank)
+
+
+def _randomized(
+    key: jax.Array,
+    a: jax.Array | LinearOperator,
+    rank: int,
+    *,
+    oversamples: int = 10,
+    power_iters: int | None = None,
+    method: str = "power",
+    normalizer: str = "qr",
+    center: jax.Array | None = None,
+    tol: float | None = None,
+    max_rank: int | None = None,
+    rows: _Rows | None = None,
+) -> RandomizedSVD:
+    """:func:`randomized_svd`, with the row split of ``a`` given (``rows``) or read from it."""
     fn = f"{_MODULE}.randomized_svd"
     _check_key(key, fn)
     if isinstance(a, LinearOperator):
@@ -601,6 +819,10 @@ def randomized_svd(
     width = (-(-max_rank // rank) * rank if adaptive else l)
     width += _estimator_width(rank if adaptive else l)
     g = _gaussian_block(key, min(m, n), width, _checks.compute_dtype(arr.dtype))
+    if rows is None and not isinstance(arr, LinearOperator):
+        rows = _tall_row_split(arr)
+    if rows is None:
+        arr = _unshard_explicit(arr)
     return _rsvd(
         g,
         arr,
@@ -614,6 +836,7 @@ def randomized_svd(
         adaptive=adaptive,
         max_rank=max_rank,
         out_dtype=jnp.dtype(arr.dtype),
+        rows=rows,
     )
 
 
@@ -622,7 +845,10 @@ def truncated_svd(a: jax.Array, rank: int) -> SVD:
 
     Computes the thin SVD with :func:`jaxla.linalg.svd` (canonical signs, finite derivatives)
     and keeps the ``rank`` largest singular triplets: ``u @ diag(s) @ vt`` is the best rank-``k``
-    approximation of ``a`` in every unitarily invariant norm (Eckart-Young).
+    approximation of ``a`` in every unitarily invariant norm (Eckart-Young). A tall 2-D ``a``
+    split by rows over a mesh (each piece at least ``n`` rows) is decomposed by TSQR followed by
+    the SVD of the ``(n, n)`` factor ``R``, so only ``n x n`` factors cross devices and ``u``
+    stays split by rows (module documentation); the result is the same up to rounding.
 
     Args:
         a: ``(..., m, n)`` float array (leading axes are batch axes).
@@ -651,8 +877,45 @@ def truncated_svd(a: jax.Array, rank: int) -> SVD:
     m, n = a.shape[-2:]
     rank = _checks.check_int(rank, fn, "rank", min=1, max=min(m, n), max_doc="min(m, n)")
     _check_finite_dense(a, fn, "a")
-    u, s, vt = svd(a)
+    rows = _tall_row_split(a)
+    if rows is not None:
+        return _tall_svd(a, rank=rank, rows=rows)
+    u, s, vt = svd(_unshard_explicit(a))
     return SVD(u[..., :rank], s[..., :rank], vt[..., :rank, :])
+
+
+def _tall_row_split(a: Any) -> _Rows | None:
+    """The row split of a 2-D ``a`` when the distributed (TSQR) path applies to it.
+
+    That is: ``a`` is split by rows over mesh axes and every piece holds at least ``n`` rows
+    (each local QR then yields a full ``n x n`` factor).
+    """
+    rows = _row_split(a)
+    if rows is None or rows.m // rows.shards < a.shape[1]:
+        return None
+    return rows
+
+
+@functools.partial(jax.jit, static_argnames=("rank", "rows"))
+def _tall_svd(a: jax.Array, *, rank: int, rows: _Rows) -> SVD:
+    """Top-``rank`` SVD of a tall ``a`` split by rows: TSQR, then the SVD of the (n, n) ``R``.
+
+    ``A = Q R`` and ``R = U_R diag(s) Vt`` give ``A = (Q U_R) diag(s) Vt``: the right factors
+    are those of ``R`` (so :func:`jaxla.linalg.svd`'s canonical signs carry over) and ``u`` keeps
+    ``a``'s row split. Only the n x n factors ``R_i`` cross devices.
+    """
+    row_spec = PartitionSpec(rows.axes, None)
+    dt = _checks.compute_dtype(a.dtype)
+
+    def local(a):
+        q, r = _tsqr_local(a.astype(dt), rows.axes)
+        u_r, s, vt = svd(r)
+        u = matmul(q, u_r[:, :rank])
+        return SVD(u.astype(a.dtype), s[:rank].astype(a.dtype), vt[:rank].astype(a.dtype))
+
+    rep = PartitionSpec()
+    return jax.shard_map(local, mesh=rows.mesh, in_specs=row_spec,
+                         out_specs=SVD(row_spec, rep, rep), check_vma=False)(a)
 
 
 def low_rank_approx(
