@@ -25,6 +25,7 @@ EXPERIMENTS: list[str] = [
     "regression_and_regularization",
     "jacobian_hessian",
     "edge_of_stability",
+    "lora_finetune",
     "recommender",
     "graphs",
     "lsa",
