@@ -30,5 +30,6 @@ EXPERIMENTS: list[str] = [
     "graphs",
     "lsa",
     "image_compression",
+    "tensor_train",
 ]
 """Registered experiment module names, in the order the runner runs them."""
