@@ -15,9 +15,10 @@ where the row index ``(i_1, ..., i_d)`` is read in row-major order (``i_1`` slow
 ``reshape`` does, and likewise the column index.
 
 :func:`tt_svd` (Oseledets 2011, Algorithm 1) factors a dense tensor by ``d - 1`` sequential
-truncated SVDs of unfoldings. With ``eps`` it truncates each SVD at the threshold
-``delta = eps / sqrt(d - 1) * ||A||_F``, so that ``||A - B||_F <= eps * ||A||_F`` is guaranteed;
-the ranks then depend on the data, which is why eps mode runs eagerly (see :func:`tt_svd`).
+truncated SVDs of unfoldings. With ``eps`` the ranks are chosen so that
+``||A - B||_F <= eps * ||A||_F`` is guaranteed (the squared error is exactly the sum of the
+discarded squared singular values); they then depend on the data, which is why eps mode runs
+eagerly (see :func:`tt_svd` for the rule).
 
 Conventions:
 
@@ -235,16 +236,79 @@ def _cut_into(u, s, vt, nxt, r: int, core_shape: tuple[int, ...]) -> tuple[jax.A
     return u[:, :r].reshape(core_shape), _einsum("ab,bnc->anc", s[:r, None] * vt[:r], nxt)
 
 
-def _discarded(s: jax.Array, r: int) -> float:
-    return float(np.sum(np.asarray(s, np.float64)[r:] ** 2))
-
-
 def _norm2_np(x: jax.Array) -> float:
     return float(np.sum(np.asarray(x, np.float64) ** 2))
 
 
 def _rel_np(err2: float, norm2: float, dtype: Any) -> jax.Array:
     return jnp.asarray(math.sqrt(err2 / norm2) if norm2 > 0 else 0.0, dtype)
+
+
+class _EpsSweep:
+    """A left-to-right sweep of truncated SVDs whose ranks are chosen for an error budget.
+
+    Shared by the ``eps`` paths of :func:`tt_svd` and :func:`tt_round`. Cut ``k`` factors the
+    carried matrix, reshaped to ``(r_{k-1} n_k, -1)``; ``cut(k, u, s, vt, r, r_prev)`` returns
+    the core and the next carried matrix. Because the discarded parts are mutually orthogonal,
+    the squared error of a whole sweep is the sum of the discarded squared singular values, so
+    the error of any rank tuple is known exactly without forming the result. The state after
+    each rank prefix is memoized: rank tuples that share a prefix share its SVDs.
+    """
+
+    def __init__(self, first: jax.Array, dims: list[int], cut: Any, norm2: float):
+        self.dims, self.cut, self.norm2 = dims, cut, norm2
+        self._states: dict[tuple[int, ...], tuple[jax.Array, float, tuple[jax.Array, ...]]] = {
+            (): (first, 0.0, ())
+        }
+        self._svds: dict[tuple[int, ...], tuple[jax.Array, ...]] = {}
+
+    def svd(self, prefix: tuple[int, ...]) -> tuple[jax.Array, jax.Array, jax.Array, np.ndarray]:
+        """SVD of the matrix carried after ``prefix`` (and its singular values in float64)."""
+        if prefix not in self._svds:
+            carried = self.state(prefix)[0]
+            r_prev = prefix[-1] if prefix else 1
+            u, s, vt = _unfolded_svd(carried, rows=r_prev * self.dims[len(prefix)])
+            self._svds[prefix] = (u, s, vt, np.asarray(s, np.float64))
+        return self._svds[prefix]
+
+    def state(self, ranks: tuple[int, ...]) -> tuple[jax.Array, float, tuple[jax.Array, ...]]:
+        """(carried matrix, squared error so far, cores) after cutting at ``ranks``."""
+        if ranks not in self._states:
+            prefix, r = ranks[:-1], ranks[-1]
+            _, err2, cores = self.state(prefix)
+            u, s, vt, s64 = self.svd(prefix)
+            core, carried = self.cut(len(prefix), u, s, vt, r, prefix[-1] if prefix else 1)
+            self._states[ranks] = (carried, err2 + float(np.sum(s64[r:] ** 2)), (*cores, core))
+        return self._states[ranks]
+
+    def clamp(self, ranks: tuple[int, ...]) -> tuple[int, ...]:
+        """``ranks`` lowered, cut by cut, to the number of singular values available."""
+        out: tuple[int, ...] = ()
+        for r in ranks:
+            out += (min(r, self.svd(out)[3].shape[0]),)
+        return out
+
+    def choose(self, eps: float, caps: tuple[int | None, ...]) -> tuple[int, ...]:
+        """The ranks for ``||A - B||_F <= eps ||A||_F`` (see :func:`tt_svd`)."""
+        budget = eps**2 * self.norm2
+        n = len(self.dims)
+        ranks: tuple[int, ...] = ()
+        for k, cap in enumerate(caps):  # each cut spends at most its share of what is left
+            share = max(budget - self.state(ranks)[1], 0.0) / (n - k)
+            ranks += (_cap(_eps_rank(self.svd(ranks)[3], share), cap),)
+        if self.state(ranks)[1] > budget:  # a max_rank bit: nothing smaller can meet eps
+            return ranks
+        best = ranks
+        for c in range(max(ranks) - 1, 0, -1):  # lower the largest rank while eps still holds
+            candidates = (
+                self.clamp(tuple(min(r, c) for r in ranks)),
+                self.clamp(tuple(_cap(c, cap) for cap in caps)),
+            )
+            fits = [t for t in candidates if self.state(t)[1] <= budget]
+            if not fits:
+                break
+            best = fits[0]
+        return best
 
 
 @functools.partial(jax.jit, static_argnames=("caps",))
@@ -270,20 +334,15 @@ def _tt_svd(
     if eps is None:
         return _tt_svd_fixed(x, caps)
     dims = x.shape
-    norm2 = _norm2_np(x)
-    delta2 = eps**2 * norm2 / (len(dims) - 1)
-    cores: list[jax.Array] = []
-    err2 = 0.0
-    r_prev, rest = 1, x
-    for k, cap in enumerate(caps):
-        u, s, vt = _unfolded_svd(rest, rows=r_prev * dims[k])
-        r = _cap(_eps_rank(np.asarray(s, np.float64), delta2), cap)
-        err2 += _discarded(s, r)
-        core, rest = _cut(u, s, vt, r=r, core_shape=(r_prev, dims[k], r))
-        cores.append(core)
-        r_prev = r
-    cores.append(rest.reshape(r_prev, dims[-1], 1))
-    return cores, _rel_np(err2, norm2, x.dtype)
+
+    def cut(k, u, s, vt, r, r_prev):
+        return _cut(u, s, vt, r=r, core_shape=(r_prev, dims[k], r))
+
+    sweep = _EpsSweep(x, [dims[k] for k in range(len(caps))], cut, _norm2_np(x))
+    ranks = sweep.choose(eps, caps)
+    carried, err2, cores = sweep.state(ranks)
+    cores = [*cores, carried.reshape(ranks[-1], dims[-1], 1)]
+    return cores, _rel_np(err2, sweep.norm2, x.dtype)
 
 
 def _prepare_tensor(x: jax.Array, eps: float | None, fn: str, name: str) -> None:
@@ -312,19 +371,27 @@ def tt_svd(
     is factored by :func:`jaxla.linalg.svd`; its left singular vectors become core ``k`` and the
     product ``diag(s) @ vt`` is carried on. The rank ``r_k`` is
 
-    * with ``eps``: the smallest ``r >= 1`` whose discarded singular values satisfy
-      ``sum_{i >= r} s_i^2 <= delta^2`` with ``delta = eps / sqrt(d - 1) * ||A||_F``. Since the
-      discarded parts are orthogonal, ``||A - B||_F^2`` is the sum of the ``d - 1`` discarded
-      energies, so ``||A - B||_F <= eps * ||A||_F`` is **guaranteed** (up to rounding of order
-      the machine epsilon of the dtype times ``||A||_F``; choose ``eps`` well above it);
+    * with ``eps``: the squared error ``||A - B||_F^2`` of a sweep is exactly the sum of the
+      squared singular values it discards (the discarded parts are mutually orthogonal), so
+      the ranks are chosen against the budget ``eps^2 ||A||_F^2`` in two steps. First, cut
+      ``k`` takes the smallest ``r >= 1`` that discards at most an equal share of what the
+      earlier cuts left of the budget, ``(eps^2 ||A||_F^2 - spent) / (d - k)``; a cut that
+      spends less than its share passes the rest on, so the threshold never falls below
+      Oseledets' ``delta = eps / sqrt(d - 1) * ||A||_F``. Then the largest rank is lowered one
+      step at a time (all ranks capped at ``c``, or a uniform ``c``), with the exact error of
+      each candidate read off its singular values, while the budget still holds. Either way
+      ``||A - B||_F <= eps * ||A||_F`` is **guaranteed** (up to rounding of order the machine
+      epsilon of the dtype times ``||A||_F``; choose ``eps`` well above it). The search stops
+      at the first ``c`` where neither candidate fits, so the largest rank is at most the
+      smallest uniform rank ``R`` that meets ``eps`` (what a tensorly user finds by trying
+      ``tensor_train(A, rank=R)``, the same algorithm) whenever the error falls monotonically
+      with the uniform rank, as it does for all tensors in the tests and the ``tensor_train``
+      experiment. The first SVD is shared by all candidates, so the search costs only
+      extra SVDs of the smaller, later unfoldings;
     * then capped by ``max_rank``. A cap that bites can break the ``eps`` bound: the achieved
       error is then *reported* in ``rel_error``, not guaranteed;
     * without ``eps`` and ``max_rank``: the full rank ``min(r_{k-1} n_k, n_{k+1} ... n_d)``, an
       exact decomposition.
-
-    ``rank_k`` chosen with ``eps`` is never larger than the smallest rank at which the
-    unfolding ``A.reshape(n_1 ... n_k, -1)`` itself can be approximated to within ``delta``, so
-    no TT with a smaller ``r_k`` is within ``delta`` of ``A``.
 
     Not jittable with ``eps``: the ranks (hence the shapes of the cores) depend on the singular
     values, which are not known while tracing. Called with a traced ``tensor`` and ``eps`` it
@@ -538,17 +605,15 @@ def _round(
     """Right-to-left QR orthogonalization, then left-to-right truncated SVDs (Oseledets, Alg. 2)."""
     if eps is None:
         return _round_fixed(list(cores), caps)
-    cores = _right_orthogonalize(list(cores))
-    norm2 = _norm2_np(cores[0])
-    delta2 = eps**2 * norm2 / (len(cores) - 1)
-    err2 = 0.0
-    for k, cap in enumerate(caps):
-        r0, n, _ = cores[k].shape
-        u, s, vt = _unfolded_svd(cores[k], rows=r0 * n)
-        r = _cap(_eps_rank(np.asarray(s, np.float64), delta2), cap)
-        err2 += _discarded(s, r)
-        cores[k], cores[k + 1] = _cut_into(u, s, vt, cores[k + 1], r=r, core_shape=(r0, n, r))
-    return cores, _rel_np(err2, norm2, cores[0].dtype)
+    orth = _right_orthogonalize(list(cores))
+
+    def cut(k, u, s, vt, r, r_prev):
+        return _cut_into(u, s, vt, orth[k + 1], r=r, core_shape=(r_prev, orth[k].shape[1], r))
+
+    sweep = _EpsSweep(orth[0], [c.shape[1] for c in orth[:-1]], cut, _norm2_np(orth[0]))
+    ranks = sweep.choose(eps, caps)
+    carried, err2, out = sweep.state(ranks)
+    return [*out, carried], _rel_np(err2, sweep.norm2, orth[0].dtype)
 
 
 def tt_round(
@@ -557,9 +622,9 @@ def tt_round(
     """Recompress a TT to lower ranks (TT rounding, Oseledets 2011, Algorithm 2).
 
     The cores are first made right-orthonormal by QR decompositions from right to left, then
-    truncated from left to right with the rule of :func:`tt_svd`: with ``eps`` each SVD
-    discards at most ``delta^2`` of energy, ``delta = eps / sqrt(d - 1) * ||tt||_F``, so the
-    result ``B`` satisfies ``||tt - B||_F <= eps * ||tt||_F`` (guaranteed up to rounding); a
+    truncated from left to right with the rank rule of :func:`tt_svd` (an error budget
+    shared over the cuts, then a search lowering the largest rank), so the result ``B``
+    satisfies ``||tt - B||_F <= eps * ||tt||_F`` (guaranteed up to rounding); a
     ``max_rank`` that bites can break the bound, which is then reported in ``rel_error``.
     Costs ``O(d n r^3)``; the full tensor is never formed. Useful after operations that grow
     ranks (sums of TTs) or to compress a TT that has redundant ranks.

@@ -69,12 +69,18 @@ def test_tt_svd_table(result):
         tol = 1e-9 * ref + 1e-13 if r["dtype"] == "float64" else 2e-6
         assert abs(r["error (dense)"] - ref) <= tol
         np.testing.assert_allclose(r["tensorly error, same ranks"], ref, rtol=1e-9, atol=1e-15)
+        if r["dtype"] == "float64":  # no uniform rank below jaxla's largest meets eps in tensorly
+            below = max(ranks) - 1
+            if below >= 1:
+                lower = tl.tt_to_tensor(tl.decomposition.tensor_train(a, rank=[1, *[below] * 3, 1]))
+                assert np.linalg.norm(lower - a) / np.linalg.norm(a) > r["eps"]
         params = sum(ranks[k] * 5 * ranks[k + 1] for k in range(4))
         assert r["parameters"] == params
         np.testing.assert_allclose(r["compression"], 5**4 / params)
     m = res["metrics"]
     assert m["tt_svd_meets_eps_float64"] is True and m["tt_svd_meets_eps_float32"] is True
     assert m["tt_svd_error_le_tensorly_at_same_ranks"] is True
+    assert m["tt_svd_ranks_le_tensorly_min_uniform_rank"] is True
     assert m["tt_svd_rel_error_max_abs_gap_vs_dense_float64"] < 1e-10
 
 
