@@ -113,6 +113,24 @@ def _top_eigenvalue(params, x, y):
         return float(np.linalg.eigvalsh(np.asarray(hess, np.float64))[-1])
 
 
+def _gd(params, x, y, eta, steps):
+    """``steps`` plain gradient-descent updates of the squared loss, in float32, as flat
+    ``{"layers_j/w": ...}`` numpy leaves."""
+    def loss(p):
+        h = jnp.asarray(x)
+        for n in range(len(p)):
+            h = h @ p[f"layers_{n}"]["w"] + p[f"layers_{n}"]["b"][None, :]
+            if n < len(p) - 1:
+                h = jnp.tanh(h)
+        return 0.5 * jnp.mean(jnp.sum((h - jnp.asarray(y)) ** 2, axis=1))
+
+    grad = jax.jit(jax.grad(loss))
+    for _ in range(steps):
+        params = jax.tree.map(lambda w, g: w - eta * g, params, grad(params))
+    return {f"{layer}/{leaf}": np.asarray(v) for layer, d in params.items()
+            for leaf, v in d.items()}
+
+
 def _saved_params(saved, prefix):
     n = len(prefix) + 1
     return {k[n:]: saved[k] for k in saved.files if k.startswith(prefix + "/layers_")}
@@ -156,7 +174,15 @@ def check_run(result, out_dir, config):
         sharp = saved[f"{i}/sharpness"]
         s_steps = saved[f"{i}/sharpness_step"]
         assert loss.shape == (steps + 1,) and np.all(np.isfinite(loss))
-        np.testing.assert_array_equal(s_steps, np.arange(every, steps + 1, every))
+        # every series starts with the initial sharpness (step 0), then every `every` steps
+        np.testing.assert_array_equal(s_steps, np.arange(0, steps + 1, every))
+        assert sharp[0] == m["initial_sharpness"]
+        if i == 0:  # the sharpness after the first `every` updates, against the dense
+            # Hessian after plain gradient descent written here (for one step size)
+            after = _top_eigenvalue(_gd(params0, x, y, eta, every), x, y)
+            np.testing.assert_allclose(sharp[1], after, rtol=1e-3)
+        low = int(np.argmin(sharp[:len(sharp) // 2]))
+        assert r["min_sharpness"] == sharp[low] and r["min_sharpness_step"] == s_steps[low]
         # losses at the initial and final parameters against a numpy forward pass
         final = _saved_params(saved, str(i))
         np.testing.assert_allclose(loss[0], loss0, rtol=1e-5)
@@ -221,6 +247,10 @@ def test_quick_mode(tmp_path):
     m = check_run(result, tmp_path, config)
     check_edge_of_stability(m)
     assert m["n_eos_above_initial"] == len(eos.QUICK["etas"]) == 3
+    # the sharpness first falls, well below its initial value, before it rises
+    for r in m["eos"]:
+        assert r["min_sharpness"] < 0.9 * r["initial_sharpness"]
+        assert 0 < r["min_sharpness_step"] < r["reach_step"]
 
 
 def test_module_constants_and_data():
