@@ -474,6 +474,7 @@ def test_apply_jit_vmap_and_grad():
         np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # heavy; the slow step of CI runs it
 def test_grads_float64_finite_differences():
     base = {"proj": {"w": jax.random.normal(jax.random.key(0), (5, 4), jnp.float64),
                      "b": jnp.zeros(4, jnp.float64)}}

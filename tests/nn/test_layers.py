@@ -533,6 +533,7 @@ def test_vmap_and_jit_agree_with_batched(rng):
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # heavy; the slow step of CI runs it
 def test_gradients_match_finite_differences_float64(rng):
     x = rng.standard_normal((2, 3, 4))
     dp = jax.tree.map(lambda a: a.astype(jnp.float64), dense_init(jax.random.key(0), 4, 3))
