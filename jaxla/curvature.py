@@ -463,9 +463,10 @@ def hessian_eigs(
     other Ritz values (less their residuals): the eigenvalue error of a Ritz value is at most
     ``r**2 / gap`` (Kato-Temple), far smaller than ``r`` once the pair has separated, so it
     needs fewer products (medians of 8 instead of 10 for the top eigenvalue of the trained MLP
-    in ``benchmarks/curvature.py``, 31 instead of 35 at its initialization). The gap is estimated, so this is an a-posteriori estimate
-    rather than a guarantee, and the eigenvectors are less accurate than the eigenvalues (their
-    angle error is about ``r_i / gap_i``). Either rule must hold at two
+    in ``benchmarks/curvature.py``, 31 instead of 35 at its initialization). The gap is
+    estimated, so this is an a-posteriori estimate rather than a guarantee, and the
+    eigenvectors are less accurate than the eigenvalues (their angle error is about
+    ``r_i / gap_i``). Either rule must hold at two
     consecutive products without a wanted Ritz value moving by more than ``tol * ||C||`` (one
     confirming product), which catches most stops at the second eigenvalue from a start vector
     with little weight on the top eigenvector; like every method from one random start vector
