@@ -13,9 +13,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -28,10 +25,10 @@ pytest.importorskip("optax")
 
 from experiments import edge_of_stability as eos
 from experiments import runner
+from tests.experiments.helpers import assert_finite, help_text
 
 threadpool_limits = pytest.importorskip("threadpoolctl").threadpool_limits  # with sklearn
 
-ROOT = Path(__file__).resolve().parents[2]
 REDUCED = {"n_examples": 100, "hidden": [16, 16], "etas": [0.28, 0.25], "steps": 1500}
 FIGURES = ["sharpness_and_loss.png", "edge_deviation_and_loss_zoom.png"]
 
@@ -55,20 +52,6 @@ def reduced(tmp_path_factory):
     assert code == 0 and record["status"] == "ok", record["error"]
     config = {"mode": "quick", "seed": 0, **REDUCED}
     return record["result"], results_path.parent / eos.NAME, config
-
-
-def assert_finite(obj, where="metrics"):
-    """Every number in a results tree is finite (the runner stores NaN/Inf as strings)."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            assert_finite(v, f"{where}[{k!r}]")
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            assert_finite(v, f"{where}[{i}]")
-    elif isinstance(obj, float):
-        assert math.isfinite(obj), where
-    else:
-        assert obj not in ("nan", "inf", "-inf"), where
 
 
 @functools.lru_cache
@@ -330,8 +313,6 @@ def test_bad_config(tmp_path):
 
 
 def test_command_line_help():
-    proc = subprocess.run([sys.executable, "-m", "experiments.edge_of_stability", "--help"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert "python -m experiments.edge_of_stability" in proc.stdout
-    assert "--quick" in proc.stdout and "--full" in proc.stdout
+    text = help_text("experiments.edge_of_stability")
+    assert "python -m experiments.edge_of_stability" in text
+    assert "--quick" in text and "--full" in text

@@ -7,8 +7,6 @@ takes numpy's SVD of every channel and computes reconstructions, PSNR and storag
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +14,8 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from experiments import image_compression as exp
-from experiments import runner
 from jaxla.datasets._images import sample_image
+from tests.experiments.helpers import record_from_command_line
 
 CONFIG = {"mode": "quick", "seed": 0}
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -114,18 +112,7 @@ def test_eckart_young_and_clipping(result, reference):
 
 def test_command_line_records_the_run(result, tmp_path, monkeypatch, capsys):
     """``experiment_main`` on this module: results.json and the report (run() reused)."""
-    res, fig_dir = result
-
-    def run(config, out_dir):
-        assert config == CONFIG
-        for fig in res["figures"]:
-            shutil.copy(fig_dir / fig["file"], Path(out_dir) / fig["file"])
-        return res
-
-    monkeypatch.setattr(exp, "run", run)
-    assert runner.experiment_main(exp, ["--quick", "--out", str(tmp_path)]) == 0
-    run_dir = next(tmp_path.iterdir())
-    record = json.loads((run_dir / "results.json").read_text())["experiments"][exp.NAME]
-    assert record["status"] == "ok"
-    assert record["result"]["metrics"]["ranks"] == res["metrics"]["ranks"]
+    record, run_dir = record_from_command_line(exp, result, CONFIG, tmp_path, monkeypatch)
+    assert record["result"]["metrics"]["ranks"] == result[0]["metrics"]["ranks"]
+    assert (run_dir / "report.html").is_file()
     capsys.readouterr()

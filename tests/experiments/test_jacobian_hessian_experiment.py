@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -23,10 +20,10 @@ pytest.importorskip("sklearn")
 
 from experiments import jacobian_hessian as jh
 from experiments import runner
+from tests.experiments.helpers import assert_finite, help_text
 
 threadpool_limits = pytest.importorskip("threadpoolctl").threadpool_limits  # with sklearn
 
-ROOT = Path(__file__).resolve().parents[2]
 CONFIG = {"mode": "quick", "seed": 0}
 FIGURES = ["jacobian_cost.png", "hessian_matrix.png", "hessian_spectrum.png",
            "finite_differences.png", "eigenvector_layers.png"]
@@ -47,20 +44,6 @@ def run(tmp_path_factory):
     assert code == 0 and record["status"] == "ok", record["error"]
     assert record["config"] == CONFIG
     return record["result"], results_path.parent / jh.NAME
-
-
-def assert_finite(obj, where="metrics"):
-    """Every number in a results tree is finite (the runner stores NaN/Inf as strings)."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            assert_finite(v, f"{where}[{k!r}]")
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            assert_finite(v, f"{where}[{i}]")
-    elif isinstance(obj, float):
-        assert math.isfinite(obj), where
-    else:
-        assert obj not in ("nan", "inf", "-inf"), where
 
 
 def table(result, title_start):
@@ -268,8 +251,6 @@ def test_bad_config(tmp_path):
 
 
 def test_command_line_help():
-    proc = subprocess.run([sys.executable, "-m", "experiments.jacobian_hessian", "--help"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert "python -m experiments.jacobian_hessian" in proc.stdout
-    assert "--quick" in proc.stdout and "--full" in proc.stdout
+    text = help_text("experiments.jacobian_hessian")
+    assert "python -m experiments.jacobian_hessian" in text
+    assert "--quick" in text and "--full" in text

@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,10 +18,9 @@ pytest.importorskip("matplotlib")
 pytest.importorskip("optax")
 
 from experiments import recommender as ex
-from experiments import runner
 from jaxla.datasets import synthetic_ratings
+from tests.experiments.helpers import help_text, record_from_command_line
 
-ROOT = Path(__file__).resolve().parents[2]
 CONFIG = {"mode": "quick", "seed": 0}
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -234,29 +229,14 @@ def test_recommendations(result, data):
 
 
 def test_command_line_help():
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.recommender", "--help"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
-    )
+    text = help_text("experiments.recommender")
     for flag in ("--quick", "--full", "--out", "--seed"):
-        assert flag in proc.stdout
+        assert flag in text
 
 
 def test_command_line_records_the_run(result, tmp_path, monkeypatch, capsys):
     """``experiment_main`` on this module: results.json and the report (run() reused)."""
-    res, fig_dir = result
-
-    def run(config, out_dir):
-        assert config == CONFIG
-        for fig in res["figures"]:
-            shutil.copy(fig_dir / fig["file"], Path(out_dir) / fig["file"])
-        return res
-
-    monkeypatch.setattr(ex, "run", run)
-    assert runner.experiment_main(ex, ["--quick", "--out", str(tmp_path)]) == 0
-    run_dir = next(tmp_path.iterdir())
-    record = json.loads((run_dir / "results.json").read_text())["experiments"][ex.NAME]
-    assert record["status"] == "ok"
-    assert record["result"]["metrics"]["als_test_rmse"] == res["metrics"]["als_test_rmse"]
+    record, run_dir = record_from_command_line(ex, result, CONFIG, tmp_path, monkeypatch)
+    assert record["result"]["metrics"]["als_test_rmse"] == result[0]["metrics"]["als_test_rmse"]
     assert (run_dir / "report.html").is_file()
     assert capsys.readouterr().out.strip().endswith(f"{run_dir / 'report.html'}")

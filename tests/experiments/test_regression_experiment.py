@@ -10,10 +10,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,9 +21,8 @@ pytest.importorskip("sklearn")
 pytest.importorskip("optax")
 
 from experiments import regression_and_regularization as rr
-from experiments import runner
+from tests.experiments.helpers import ROOT, help_text, record_from_command_line
 
-ROOT = Path(__file__).resolve().parents[2]
 CONFIG = {"mode": "quick", "seed": 0}
 EPS64 = float(np.finfo(np.float64).eps)
 EPS32 = float(np.finfo(np.float32).eps)
@@ -382,30 +379,16 @@ def test_mlp_on_digits(result):
 
 
 def test_command_line_help():
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.regression_and_regularization", "--help"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
-    )
+    text = help_text("experiments.regression_and_regularization")
     for flag in ("--quick", "--full", "--out", "--seed"):
-        assert flag in proc.stdout
+        assert flag in text
 
 
 def test_command_line_records_the_run(result, tmp_path, monkeypatch, capsys):
     """``experiment_main`` on this module: results.json and the report (run() reused)."""
-    res, fig_dir = result
-
-    def run(config, out_dir):
-        assert config == CONFIG
-        for fig in res["figures"]:
-            shutil.copy(fig_dir / fig["file"], Path(out_dir) / fig["file"])
-        return res
-
-    monkeypatch.setattr(rr, "run", run)
-    assert runner.experiment_main(rr, ["--quick", "--out", str(tmp_path)]) == 0
-    run_dir = next(tmp_path.iterdir())
-    record = json.loads((run_dir / "results.json").read_text())["experiments"][rr.NAME]
-    assert record["status"] == "ok"
-    assert record["result"]["metrics"]["mlp_test_accuracy"] == res["metrics"]["mlp_test_accuracy"]
+    record, run_dir = record_from_command_line(rr, result, CONFIG, tmp_path, monkeypatch)
+    metric = "mlp_test_accuracy"
+    assert record["result"]["metrics"][metric] == result[0]["metrics"][metric]
     assert (run_dir / "report.html").is_file()
     assert capsys.readouterr().out.strip().endswith(f"{run_dir / 'report.html'}")
 
