@@ -185,6 +185,9 @@ def test_eigsh_errors(key):
     with pytest.raises(ValueError, match=re.escape(
             f"{fn}: `which` must be one of 'largest', 'smallest', 'both_ends', got 'LM'")):
         eigsh(key, a, None, 2, which="LM")
+    with pytest.raises(ValueError, match=re.escape(
+            f"{fn}: `criterion` must be one of 'residual', 'eigenvalue', got 'gap'")):
+        eigsh(key, a, None, 2, criterion="gap")
     with pytest.raises(ValueError, match=re.escape(f"{fn}: `k` must be >= 1, got 0")):
         eigsh(key, a, None, 0)
     with pytest.raises(ValueError, match=re.escape(
