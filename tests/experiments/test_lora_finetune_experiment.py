@@ -118,6 +118,7 @@ def test_patches_are_row_major_squares():
      r"`config\['transformer_patch'\]` must divide the image side 8, got 3$"),
     ({"transformer_targets": "*/w"}, ValueError,
      r"`config\['transformer_targets'\]` must be a non-empty list of glob patterns, got '\*/w'$"),
+    ({"gap_seeds": 1}, ValueError, r"`config\['gap_seeds'\]` must be >= 2, got 1$"),
     ({"seed": 1.5}, TypeError, r"`config\['seed'\]` must be an int, got 1.5 \(float\)$"),
     ({"train_per_class": 100, "val_per_class": 70}, ValueError,
      r"`config\['train_per_class'\] \+ config\['val_per_class'\]` must leave at least 20 test "
@@ -225,9 +226,32 @@ def test_accuracies_gaps_and_acceptance(result):
     frac = tf["lora_r8"]["fraction"]
     gap = 100 * (tf["full"]["test_accuracy"] - tf["lora_r8"]["test_accuracy"])
     assert m["acceptance_transformer_r8_trained_fraction"] == frac
-    assert m["acceptance_transformer_lora_r8_gap_points"] == pytest.approx(gap, abs=1e-9)
+    assert m["transformer_lora_r8_gap_points"] == pytest.approx(gap, abs=1e-9)
     assert m["acceptance_transformer_r8_trained_at_most_1pct"] is True and frac <= 0.01
-    assert m["acceptance_transformer_lora_r8_within_2_points"] is (gap <= 2.0)
+    # the acceptance gap: the mean over gap_seeds seeds, the first being the run above
+    rows = m["transformer_lora_r8_gap_by_seed"]
+    assert [r["seed"] for r in rows] == list(range(lf.QUICK["gap_seeds"]))
+    first = rows[0]
+    assert (first["full_test_accuracy"], first["lora_test_accuracy"]) == (
+        tf["full"]["test_accuracy"], tf["lora_r8"]["test_accuracy"])
+    assert (first["full_lr"], first["lora_lr"]) == (tf["full"]["lr"], tf["lora_r8"]["lr"])
+    for r in rows:
+        assert r["full_lr"] in lf.QUICK["transformer_lrs"]["full"]
+        assert r["lora_lr"] in lf.QUICK["transformer_lrs"]["lora"]
+        for acc in (r["full_test_accuracy"], r["lora_test_accuracy"]):
+            assert abs(acc * n_test - round(acc * n_test)) < 1e-9  # the same test-set size
+        assert r["gap_points"] == pytest.approx(
+            100 * (r["full_test_accuracy"] - r["lora_test_accuracy"]), abs=1e-9)
+        assert r["full_test_accuracy"] > 0.85  # every seed's full fine-tuning learns the task
+    gaps = np.array([100 * (r["full_test_accuracy"] - r["lora_test_accuracy"]) for r in rows])
+    mean, se = gaps.mean(), gaps.std(ddof=1) / np.sqrt(len(gaps))
+    assert m["acceptance_transformer_lora_r8_mean_gap_points"] == pytest.approx(mean, abs=1e-9)
+    assert m["acceptance_transformer_lora_r8_gap_stderr_points"] == pytest.approx(se, abs=1e-9)
+    assert m["acceptance_transformer_lora_r8_within_2_points"] is bool(mean <= 2.0)
+    # the per-seed table shows the same numbers
+    (table,) = [t for t in res["tables"] if "seeds (each: its own data split" in t["title"]]
+    assert [row[0] for row in table["rows"]] == [r["seed"] for r in rows]
+    np.testing.assert_allclose([row[-1] for row in table["rows"]], gaps, atol=1e-9)
     mlp = m["mlp_methods"]
     mlp_gap = 100 * (mlp["full"]["test_accuracy"] - mlp["lora_r8"]["test_accuracy"])
     assert m["mlp_lora_r8_gap_points"] == pytest.approx(mlp_gap, abs=1e-9)
@@ -235,14 +259,14 @@ def test_accuracies_gaps_and_acceptance(result):
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "target not met: averaged over seeds, LoRA r=8 on the transformer's two value projections "
+    "(the only adapters that fit in 1% of its parameters) stays more than 2 points below full "
+    "fine-tuning; the experiment reports the mean gap, its standard error and every seed's gap"))
 def test_acceptance_lora_r8_within_2_points_of_full_fine_tuning(result):
     m = result[0]["metrics"]
-    gap = m["acceptance_transformer_lora_r8_gap_points"]
-    if not m["acceptance_transformer_lora_r8_within_2_points"]:
-        # measured and reported by the experiment; see its summary
-        pytest.xfail(f"LoRA r=8 (value projections) is {gap:.1f} points below full "
-                     f"fine-tuning on the transformer (target <= 2)")
-    assert gap <= 2.0
+    assert m["acceptance_transformer_lora_r8_mean_gap_points"] <= 2.0
+    assert m["acceptance_transformer_lora_r8_within_2_points"] is True
 
 
 @pytest.mark.slow

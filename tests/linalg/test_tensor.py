@@ -99,15 +99,14 @@ def test_exact_tt_svd_reconstructs_with_full_ranks_and_orthonormal_cores():
 
 
 def _check_eps_bound(a, eps, tt):
-    """The guarantee, the reported error, and rank minimality per cut (numpy references)."""
+    """The guarantee, the reported error, and a bound on the largest rank (numpy references)."""
     err = _rel(_np_full(tt), a)
     assert err <= eps * (1 + 1e-9) + 1e-13
     assert abs(float(tt.rel_error) - err) <= 1e-9 + 1e-6 * err
+    # the largest rank is at most the largest of Oseledets' per-cut ranks (the rank search only
+    # accepts rank tuples whose largest rank is lower; a single cut's rank may rise)
     delta2 = eps**2 * np.sum(a**2) / (a.ndim - 1)
-    ranks = tt_ranks(tt)
-    for k in range(1, a.ndim):
-        # no TT whose k-th rank is below jaxla's can be within delta of `a`
-        assert ranks[k] <= _unfolding_rank(a, k, delta2)
+    assert max(tt_ranks(tt)) <= max(_unfolding_rank(a, k, delta2) for k in range(1, a.ndim))
 
 
 # A few small shapes, so that the compiled SVDs (one per unfolding shape) are shared.
@@ -326,8 +325,8 @@ def test_round_bound_and_fixed_ranks():
         err = _rel(_np_full(r), dense)
         assert err <= eps * (1 + 1e-9) + 1e-13
         assert abs(float(r.rel_error) - err) <= 1e-9 + 1e-6 * err
-        for k in range(1, 4):
-            assert tt_ranks(r)[k] <= _unfolding_rank(dense, k, eps**2 * np.sum(dense**2) / 3)
+        # no uniform rank below the largest of tt_round's meets eps (tensorly on the dense sum)
+        assert max(tt_ranks(r)) <= _min_uniform_rank(dense, eps), (tt_ranks(r), eps)
     fixed = jax.jit(lambda t: tt_round(t, max_rank=2))(s2)
     assert tt_ranks(fixed) == (1, 2, 2, 2, 1)
     np.testing.assert_allclose(float(fixed.rel_error), _rel(_np_full(fixed), dense), rtol=1e-8)
