@@ -14,9 +14,10 @@ to rounding:
 - :func:`jaxla.train.make_step` and :func:`jaxla.train.fit` with replicated parameters
   (:func:`replicate`) and a sharded batch (:func:`shard_rows`): XLA computes each device's part
   of the loss and sums the gradients (one all-reduce of the parameter-sized gradient). With
-  minibatches, ``fit`` gathers each batch's rows from the sharded data, which XLA partitions
-  with ``Auto`` axes (examples may move between devices) and which raises with ``Explicit``
-  axes; full-batch ``fit`` works with both.
+  minibatches, ``fit`` gathers each batch's rows from the sharded data (examples may move
+  between devices): XLA partitions the gather with ``Auto`` axes, and with ``Explicit`` axes
+  the batch keeps the data's sharding (replicated rows when the batch size does not divide
+  into the shards).
 - :func:`jaxla.autodiff.hvp`, :func:`jaxla.curvature.hessian_eigs` and
   :func:`jaxla.curvature.hessian_trace` over a sharded batch: every curvature-vector product is
   computed where the examples live and summed.

@@ -146,6 +146,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
+from jax.sharding import AxisType, PartitionSpec
 
 from jaxla import _checkpoint, _checks, _paths
 from jaxla._numerics import upcast
@@ -486,6 +487,30 @@ def _keep_if(ok, new, old):
     return jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)
 
 
+def _take_rows(a: jax.Array, rows: jax.Array) -> jax.Array:
+    """The rows ``rows`` (B,) of ``a``.
+
+    An array sharded over ``Explicit`` mesh axes carries its sharding in its type, and a gather
+    from it must name the sharding of its result: the batch keeps ``a``'s (rows split the same
+    way when B divides into the shards, else replicated rows).
+    """
+    try:
+        sharding = jax.typeof(a).sharding
+        explicit = any(t == AxisType.Explicit for t in sharding.mesh.axis_types)
+        spec = tuple(sharding.spec)
+    except Exception:  # no typed sharding (no mesh, Auto axes, or an older JAX)
+        explicit = False
+    if not explicit or not any(e is not None for e in spec):
+        return jnp.take(a, rows, axis=0)
+    row_axes = spec[0] if spec else None
+    names = () if row_axes is None else (row_axes,) if isinstance(row_axes, str) else row_axes
+    shards = math.prod(sharding.mesh.shape[n] for n in names)
+    if rows.shape[0] % shards:
+        row_axes = None
+    out = PartitionSpec(row_axes, *spec[1:])
+    return a.at[rows].get(out_sharding=out)
+
+
 @functools.partial(jax.jit, static_argnames=("update", "length"), donate_argnames=("state",))
 def _run_chunk(state, status, data, idx, step_key, t0, *, update, length):
     """Steps ``t0 + 1 ... t0 + length``; no update after the first non-finite step.
@@ -500,7 +525,7 @@ def _run_chunk(state, status, data, idx, step_key, t0, *, update, length):
         params, opt_state, status = c
         t = t0 + 1 + i
         batch = data if idx is None else jax.tree_util.tree_map(
-            lambda a: jnp.take(a, idx[i], axis=0), data)
+            lambda a: _take_rows(a, idx[i]), data)
         key = None if step_key is None else jax.random.fold_in(step_key, t)
         new_params, new_state, metrics = update(params, opt_state, batch, key)
         ok = (status == 0) & jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])

@@ -348,7 +348,9 @@ def test_hvp_moves_only_parameter_sized_arrays():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["train_fit_auto", "train_fit_explicit",
-                                  "train_fit_minibatch_auto", "hvp_auto", "hvp_explicit",
+                                  "train_fit_minibatch_64_auto", "train_fit_minibatch_64_explicit",
+                                  "train_fit_minibatch_60_auto", "train_fit_minibatch_60_explicit",
+                                  "hvp_auto", "hvp_explicit",
                                   "hessian_trace_auto", "hessian_trace_explicit"])
 def test_data_parallel_entry_points(case):
     assert _entry(_report("full"), case) <= TOL
