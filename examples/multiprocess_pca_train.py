@@ -1,4 +1,4 @@
-"""Data-parallel jaxla across processes: a PCA fit and a training step on globally sharded rows.
+"""Data-parallel jaxla across processes: PCA, training and curvature on globally sharded rows.
 
 One command starts everything::
 
@@ -15,8 +15,10 @@ script and waits for them. Each worker
    which rows a process holds, ``shard_rows(..., process_local=True)`` assembles them);
 3. runs ``jaxla.pca.fit`` (each device reduces its rows to a (d,) mean and a (d, d) scatter, and
    only those are summed across processes), ``jaxla.linalg.truncated_svd`` (TSQR: only (d, d)
-   factors are gathered) and one ``jaxla.train.make_step`` step of an MLP with replicated
-   parameters (the gradient is all-reduced);
+   factors are gathered), one ``jaxla.train.make_step`` step of an MLP with replicated
+   parameters (the gradient is all-reduced), three steps of ``jaxla.train.fit`` and the top
+   Hessian eigenvalue (``jaxla.curvature.hessian_eigs``: every Hessian-vector product is
+   all-reduced);
 4. writes what it got (the replicated results are the same in every process).
 
 The launcher then computes the same things in a single process on one device and prints the
@@ -75,10 +77,11 @@ def problem(features: int):
 
 
 def compute(x, y, features: int) -> dict:
-    """PCA, truncated SVD and one training step on (x, y); returns numpy results."""
+    """PCA, truncated SVD, training and the top Hessian eigenvalue on (x, y); returns numpy
+    results."""
     import jax
 
-    from jaxla import distributed, pca, train
+    from jaxla import curvature, distributed, pca, train
     from jaxla.linalg import truncated_svd
 
     params, loss_fn, optimizer = problem(features)
@@ -88,6 +91,8 @@ def compute(x, y, features: int) -> dict:
     svd = truncated_svd(x - p.mean[None, :], N_COMPONENTS)
     step = train.make_step(loss_fn, optimizer, donate=False)
     new_params, _, metrics = step(params, optimizer.init(params), (x, y))
+    fitted, history = train.fit(loss_fn, params, (x, y), optimizer, steps=3, progress=False)
+    eigs = curvature.hessian_eigs(jax.random.key(2), loss_fn, params, (x, y), k=1)
     out = {
         "pca.mean": p.mean,
         "pca.components": p.components,
@@ -99,6 +104,10 @@ def compute(x, y, features: int) -> dict:
     }
     for path, leaf in jax.tree_util.tree_leaves_with_path(new_params):
         out["step.params" + jax.tree_util.keystr(path)] = leaf
+    out["fit.loss"] = history["loss"]
+    for path, leaf in jax.tree_util.tree_leaves_with_path(fitted):
+        out["fit.params" + jax.tree_util.keystr(path)] = leaf
+    out["hessian_eigs.eigenvalue"] = eigs.eigenvalues
     # replicated results are readable in every process
     return {k: np.asarray(v, np.float64).tolist() for k, v in out.items()}
 

@@ -209,18 +209,29 @@ def check_option(value: Any, allowed: Iterable[Any], fn: str, name: str) -> Any:
     return value
 
 
+@jax.jit
+def _count_nonfinite(a: jax.Array) -> jax.Array:
+    return jnp.sum(~jnp.isfinite(a))
+
+
 def check_finite(x: Any, fn: str, name: str) -> None:
     """Raise when a concrete ``x`` (array or pytree of arrays) holds NaN or Inf.
 
     Skipped on tracers: under ``jit`` the caller reports non-finite values through its result.
+    An array sharded over several processes is counted on its devices (this process cannot read
+    all its values).
     """
     for leaf in jax.tree_util.tree_leaves(x):
         if not is_concrete(leaf):
             return
-        arr = np.asarray(leaf)
-        if not np.issubdtype(arr.dtype, np.inexact):
+        dtype = leaf.dtype if hasattr(leaf, "dtype") else np.result_type(leaf)
+        if not np.issubdtype(dtype, np.inexact):
             continue
-        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            bad = int(_count_nonfinite(leaf))
+        else:
+            arr = np.asarray(leaf)
+            bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         if bad:
             fail(fn, f"`{name}` contains {bad} NaN or Inf value(s); clean or mask them first")
 

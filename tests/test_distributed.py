@@ -367,7 +367,8 @@ def test_hessian_eigs_sharded_batch(kind):
 @pytest.mark.slow
 def test_multiprocess_example(tmp_path):
     """Two processes (2 CPU devices each) joined by jax.distributed.initialize: the PCA fit,
-    the TSQR SVD and a training step on globally sharded rows equal a single-process run."""
+    the TSQR SVD, a training step, train.fit and hessian_eigs on globally sharded rows equal a
+    single-process run."""
     report = tmp_path / "report.json"
     env = dict(os.environ)
     env.pop("XLA_FLAGS", None)
@@ -382,5 +383,6 @@ def test_multiprocess_example(tmp_path):
     assert [p["process"] for p in rep["processes"]] == [0, 1]
     assert all(p["devices"] == 4 and p["local_devices"] == 2 for p in rep["processes"])
     assert [p["rows"] for p in rep["processes"]] == [[0, 2048], [2048, 4096]]
+    assert {"fit.loss", "hessian_eigs.eigenvalue"} <= set(rep["max_rel_diff"])
     for name, err in rep["max_rel_diff"].items():
         assert err <= TOL, (name, err)

@@ -109,23 +109,8 @@ def _check_key(key: Any, fn: str, name: str = "key") -> None:
         )
 
 
-@jax.jit
-def _count_nonfinite(a: jax.Array) -> jax.Array:
-    return jnp.sum(~jnp.isfinite(a))
-
-
 def _check_finite_dense(a: jax.Array, fn: str, name: str) -> None:
-    """NaN/Inf: raise eagerly; under jit express the check for ``checkify``.
-
-    A concrete array sharded over several processes is counted on its devices (its values are
-    not all readable by this process).
-    """
-    if _checks.is_concrete(a) and not getattr(a, "is_fully_addressable", True):
-        bad = int(_count_nonfinite(a))
-        if bad:
-            _checks.fail(fn, f"`{name}` contains {bad} NaN or Inf value(s); clean or mask "
-                         "them first")
-        return
+    """NaN/Inf: raise eagerly; under jit express the check for ``checkify``."""
     _checks.check_finite(a, fn, name)
     if not _checks.is_concrete(a):
         checkify.debug_check(
