@@ -9,7 +9,8 @@
   its time (a third less with level 0). Results agree with the default level to rounding, not
   bit for bit (relative differences measured up to 1e-6 in float32 and 2e-15 in float64 on
   elementwise functions, reductions, products and gradients), which every tolerance here
-  allows; benchmarks and experiments run with XLA's default level.
+  allows; benchmarks and experiments run with XLA's default level, and so does CI's slow step
+  (``.ci/run`` sets level 3, XLA's default, in ``XLA_FLAGS``).
 """
 
 import os
