@@ -98,7 +98,7 @@ from jax import lax
 from jax.experimental import checkify
 
 from jaxla import _checks
-from jaxla._checks import as_float_array, check_int, check_option, compute_dtype, fail
+from jaxla._checks import as_float_array, check_int, check_key, check_option, compute_dtype, fail
 from jaxla._numerics import matmul
 from jaxla.linalg import eigh, lowrank, svd
 from jaxla.linalg._canonical import vector_signs
@@ -459,19 +459,6 @@ def _truncate(full: PCA, k: int) -> PCA:
     )
 
 
-def _check_key(key: Any, fn: str) -> None:
-    """A typed PRNG key (jax.random.key) or a raw uint32 (2,) key (jax.random.PRNGKey)."""
-    dtype = getattr(key, "dtype", None)
-    shape = tuple(getattr(key, "shape", ()))
-    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        ok = shape == ()
-    else:
-        ok = dtype == np.uint32 and shape == (2,)
-    if not ok:
-        fail(fn, f"`key` must be a PRNG key (jax.random.key(0)), got {type(key).__name__} "
-             f"with shape {shape} and dtype {dtype}", TypeError)
-
-
 def _auto_solver(n: int, d: int, k: int | float, key: Any) -> str:
     if n >= 10 * d and d <= 1000:
         return "covariance_eigh"
@@ -568,11 +555,11 @@ def fit(
     if solver == "auto":
         solver = _auto_solver(n, d, k, key)
     if key is not None:
-        _check_key(key, fn)
+        check_key(key, fn)
     if solver == "randomized":
         if key is None:
-            fail(fn, "`key` must be a PRNG key (jax.random.key(0)) when solver='randomized', "
-                 "got None")
+            fail(fn, "`key` must be a JAX random key such as jax.random.key(0) when "
+                 "solver='randomized', got None")
         if isinstance(k, float):
             fail(fn, "`n_components` must be an int with solver='randomized' (a variance "
                  f"fraction needs the whole spectrum; use solver='svd'), got {k!r}")

@@ -94,21 +94,6 @@ class RandomizedSVD(NamedTuple):
 # validation helpers
 
 
-def _check_key(key: Any, fn: str, name: str = "key") -> None:
-    ok = False
-    if isinstance(key, jax.Array | np.ndarray):
-        dtype = key.dtype
-        if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-            ok = key.ndim == 0
-        else:
-            ok = dtype == np.uint32 and tuple(key.shape) == (2,)
-    if not ok:
-        got = "None" if key is None else f"{type(key).__name__} {getattr(key, 'shape', '')}".strip()
-        _checks.fail(
-            fn, f"`{name}` must be a JAX random key such as jax.random.key(0), got {got}", TypeError
-        )
-
-
 def _check_finite_dense(a: jax.Array, fn: str, name: str) -> None:
     """NaN/Inf: raise eagerly; under jit express the check for ``checkify``."""
     _checks.check_finite(a, fn, name)
@@ -762,7 +747,7 @@ def _randomized(
 ) -> RandomizedSVD:
     """:func:`randomized_svd`, with the row split of ``a`` given (``rows``) or read from it."""
     fn = f"{_MODULE}.randomized_svd"
-    _check_key(key, fn)
+    _checks.check_key(key, fn)
     if isinstance(a, LinearOperator):
         arr = _as_operator(a, fn, "a")
     else:
