@@ -48,8 +48,9 @@ import numpy as np
 import optax
 
 import jaxla.nn as jnn
+from experiments._config import merge_config
 from experiments._plotting import figure
-from jaxla._checks import check_int, check_option, fail
+from jaxla._checks import check_int, fail
 
 __all__ = ["CORPUS_MODULES", "FULL", "NAME", "QUICK", "TITLE", "load_corpus", "run"]
 
@@ -103,15 +104,7 @@ _SAMPLE_TEMPERATURE = 0.8
 
 
 def _settings(config: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
-    mode = check_option(config.get("mode"), ("quick", "full"), _FN, "config['mode']")
-    seed = check_int(config.get("seed"), _FN, "config['seed']", min=0)
-    cfg = dict(QUICK if mode == "quick" else FULL)
-    for k, v in config.items():
-        if k in ("mode", "seed"):
-            continue
-        if k not in cfg:
-            fail(_FN, f"`config` has an unknown entry {k!r}; known: {', '.join(sorted(cfg))}")
-        cfg[k] = v
+    mode, seed, cfg = merge_config(config, QUICK, FULL, _FN)
     for k in _INT_KEYS:
         cfg[k] = check_int(cfg[k], _FN, f"config['{k}']", min=1)
     for k in _FLOAT_KEYS:

@@ -57,6 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from experiments._config import merge_config
 from experiments._plotting import figure
 from jaxla import curvature, train
 from jaxla._checks import check_int, check_option, check_positive, fail
@@ -118,15 +119,7 @@ _N_DIGITS = 1797
 
 
 def _settings(config: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
-    mode = check_option(config.get("mode"), ("quick", "full"), _FN, "config['mode']")
-    seed = check_int(config.get("seed"), _FN, "config['seed']", min=0)
-    cfg = dict(QUICK if mode == "quick" else FULL)
-    for k, v in config.items():
-        if k in ("mode", "seed"):
-            continue
-        if k not in cfg:
-            fail(_FN, f"`config` has an unknown entry {k!r}; known: {', '.join(sorted(cfg))}")
-        cfg[k] = v
+    mode, seed, cfg = merge_config(config, QUICK, FULL, _FN)
     for k in _INT_KEYS:
         cfg[k] = check_int(cfg[k], _FN, f"config['{k}']", min=1)
     cfg["n_examples"] = check_int(cfg["n_examples"], _FN, "config['n_examples']", min=2,

@@ -50,9 +50,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from experiments._config import merge_config
 from experiments._plotting import figure
 from jaxla import autodiff, curvature, train
-from jaxla._checks import check_int, check_option, fail
+from jaxla._checks import check_int, fail
 from jaxla.nn import mlp, mlp_init
 
 __all__ = [
@@ -118,15 +119,7 @@ _LEARNING_RATE = 0.02
 
 
 def _settings(config: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
-    mode = check_option(config.get("mode"), ("quick", "full"), _FN, "config['mode']")
-    seed = check_int(config.get("seed"), _FN, "config['seed']", min=0)
-    cfg = dict(QUICK if mode == "quick" else FULL)
-    for k, v in config.items():
-        if k in ("mode", "seed"):
-            continue
-        if k not in cfg:
-            fail(_FN, f"`config` has an unknown entry {k!r}; known: {', '.join(sorted(cfg))}")
-        cfg[k] = v
+    mode, seed, cfg = merge_config(config, QUICK, FULL, _FN)
     for k in _INT_KEYS:
         cfg[k] = check_int(cfg[k], _FN, f"config['{k}']", min=1)
     cfg["fd_directions"] = check_int(cfg["fd_directions"], _FN, "config['fd_directions']", min=0)

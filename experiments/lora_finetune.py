@@ -82,10 +82,11 @@ import optax
 
 import jaxla.lora as lora
 import jaxla.nn as jnn
+from experiments._config import merge_config
 from experiments._plotting import figure
 from experiments.attention import _progress
 from jaxla import models
-from jaxla._checks import check_int, check_option, check_positive, fail
+from jaxla._checks import check_int, check_positive, fail
 
 __all__ = ["ACCEPT_RANK", "FULL", "NAME", "QUICK", "TITLE", "Data", "load_data", "run"]
 
@@ -172,15 +173,7 @@ def _lr_grid(value: Any, name: str) -> dict[str, list[float]]:
 
 
 def _settings(config: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
-    mode = check_option(config.get("mode"), ("quick", "full"), _FN, "config['mode']")
-    seed = check_int(config.get("seed"), _FN, "config['seed']", min=0)
-    cfg = dict(QUICK if mode == "quick" else FULL)
-    for k, v in config.items():
-        if k in ("mode", "seed"):
-            continue
-        if k not in cfg:
-            fail(_FN, f"`config` has an unknown entry {k!r}; known: {', '.join(sorted(cfg))}")
-        cfg[k] = v
+    mode, seed, cfg = merge_config(config, QUICK, FULL, _FN)
     for k in _INT_KEYS:
         cfg[k] = check_int(cfg[k], _FN, f"config['{k}']", min=1)
     cfg["warmup_steps"] = check_int(cfg["warmup_steps"], _FN, "config['warmup_steps']", min=0)

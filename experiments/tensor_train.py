@@ -37,8 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from experiments._config import merge_config
 from experiments._plotting import figure
-from jaxla._checks import check_int, check_option, fail
+from jaxla._checks import check_int, fail
 from jaxla.linalg.tensor import tt_ranks, tt_svd, tt_to_full
 from jaxla.nn import mlp, mlp_init
 from jaxla.nn.tt import tt_dense, tt_dense_from_dense
@@ -74,15 +75,7 @@ _HIDDEN = math.prod(COL_DIMS)
 
 
 def _settings(config: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
-    mode = check_option(config.get("mode"), ("quick", "full"), _FN, "config['mode']")
-    seed = check_int(config.get("seed"), _FN, "config['seed']", min=0)
-    cfg = dict(QUICK if mode == "quick" else FULL)
-    for k, v in config.items():
-        if k in ("mode", "seed"):
-            continue
-        if k not in cfg:
-            fail(_FN, f"`config` has an unknown entry {k!r}; known: {', '.join(sorted(cfg))}")
-        cfg[k] = v
+    mode, seed, cfg = merge_config(config, QUICK, FULL, _FN)
     for k in _INT_KEYS:
         cfg[k] = check_int(cfg[k], _FN, f"config['{k}']", min=2 if k in ("grid", "order") else 1)
     for k in ("learning_rate", "finetune_learning_rate"):
