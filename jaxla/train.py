@@ -146,10 +146,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
-from jax.sharding import AxisType, PartitionSpec
+from jax.sharding import PartitionSpec
 
 from jaxla import _checkpoint, _checks, _paths
 from jaxla._numerics import upcast
+from jaxla._sharding import explicit_sharding
 
 __all__ = [
     "DECAY_EXCLUDE",
@@ -494,15 +495,11 @@ def _take_rows(a: jax.Array, rows: jax.Array) -> jax.Array:
     from it must name the sharding of its result: the batch keeps ``a``'s (rows split the same
     way when B divides into the shards, else replicated rows).
     """
-    try:
-        sharding = jax.typeof(a).sharding
-        explicit = any(t == AxisType.Explicit for t in sharding.mesh.axis_types)
-        spec = tuple(sharding.spec)
-    except Exception:  # no typed sharding (no mesh, Auto axes, or an older JAX)
-        explicit = False
-    if not explicit or not any(e is not None for e in spec):
+    sharding = explicit_sharding(a)
+    if sharding is None:
         return jnp.take(a, rows, axis=0)
-    row_axes = spec[0] if spec else None
+    spec = tuple(sharding.spec)
+    row_axes = spec[0]
     names = () if row_axes is None else (row_axes,) if isinstance(row_axes, str) else row_axes
     shards = math.prod(sharding.mesh.shape[n] for n in names)
     if rows.shape[0] % shards:

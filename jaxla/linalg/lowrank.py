@@ -49,10 +49,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.experimental import checkify
-from jax.sharding import AxisType, NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxla import _checks
 from jaxla._numerics import eps, matmul
+from jaxla._sharding import explicit_sharding
 from jaxla.linalg import _canonical
 from jaxla.linalg.decompositions import SVD, svd
 from jaxla.linalg.operators import (
@@ -162,15 +163,9 @@ def _unshard_explicit(a: Any) -> Any:
 
     jnp's decompositions refuse operands sharded over Explicit axes; Auto axes are left to XLA.
     """
-    if isinstance(a, LinearOperator):
+    if isinstance(a, LinearOperator) or explicit_sharding(a) is None:
         return a
-    try:
-        aval = jax.typeof(a)
-        explicit = any(t == AxisType.Explicit for t in aval.sharding.mesh.axis_types)
-        sharded = any(e is not None for e in aval.sharding.spec)
-    except Exception:
-        return a
-    return jax.sharding.reshard(a, PartitionSpec()) if explicit and sharded else a
+    return jax.sharding.reshard(a, PartitionSpec())
 
 
 def _tdot(a: jax.Array, b: jax.Array, rows: _Rows | None) -> jax.Array:
