@@ -58,7 +58,7 @@ learning rate on its own validation images), reported with its standard error an
 numbers. The MLP's gap (one seed) is reported too.
 
 Both modes choose every method's learning rate on the validation images: quick mode from two
-rates per method, with fewer steps and three gap seeds (about two and a half CPU-minutes), full
+rates per method, with fewer steps and three gap seeds (about two CPU-minutes), full
 mode from three rates per method, with a wider transformer (width 192), three times the steps
 and five gap seeds.
 
