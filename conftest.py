@@ -18,6 +18,7 @@ import os
 import jax
 import numpy as np
 import pytest
+from _pytest.doctest import DoctestItem
 from hypothesis import HealthCheck, settings
 
 _LEVEL = "--xla_backend_optimization_level"
@@ -46,3 +47,15 @@ def rng():
 @pytest.fixture
 def key():
     return jax.random.key(0)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(config, items):
+    """The documentation's examples (docstrings and the README, as doctests) are marked ``slow``.
+
+    Each runs eagerly and compiles dozens of programs (about 3 minutes of compiling for all of
+    them on 2 cores), so they run with the heavier checks: ``pytest -m slow``, which CI runs.
+    """
+    for item in items:
+        if isinstance(item, DoctestItem):
+            item.add_marker(pytest.mark.slow)
