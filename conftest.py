@@ -53,7 +53,7 @@ def key():
 def pytest_collection_modifyitems(config, items):
     """The documentation's examples (docstrings and the README, as doctests) are marked ``slow``.
 
-    They run eagerly and together compile more than 750 programs (105 s of a default run on
+    They run eagerly and together compile about 1,250 programs (105 s of a default run on
     2 cores), so they run with the heavier checks: ``pytest -m slow``, which CI runs.
     """
     for item in items:
