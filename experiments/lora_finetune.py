@@ -40,13 +40,14 @@ global-norm clipping, linear warm-up, cosine decay of the learning rate to a ten
 Reported for every method and model: test accuracy after the last step, at the learning rate of
 the method's grid with the best final validation accuracy (the test images are evaluated once
 per method, for that run only), the learning curve (validation accuracy every ``eval_every``
-steps), the number of trained parameters
-and their fraction of the model (frozen plus trained, as :func:`jaxla.lora.summary` counts
-it), the median time of a training step after compilation, and the memory of the optimizer
-state (bytes of the leaves of the optax state). Every fine-tuned adapter set is checked: merged
-and factored outputs agree (:func:`jaxla.lora.check_merge`), and adapters written with
-:func:`jaxla.lora.save` into a temporary directory inside ``out_dir`` and read back with
-:func:`jaxla.lora.load` are bit-identical and give identical outputs.
+steps), the final model's mean cross-entropy on the training images (how closely the method
+fits the shifted task), the number of trained parameters and their fraction of the model
+(frozen plus trained, as :func:`jaxla.lora.summary` counts it), the median time of a training
+step after compilation, and the memory of the optimizer state (bytes of the leaves of the optax
+state). Every fine-tuned adapter set is checked: merged and factored outputs agree
+(:func:`jaxla.lora.check_merge`), and adapters written with :func:`jaxla.lora.save` into a
+temporary directory inside ``out_dir`` and read back with :func:`jaxla.lora.load` are
+bit-identical and give identical outputs.
 
 Acceptance (booleans, with the measured numbers): on the transformer at rank 8 the trained
 parameters (adapters and head) are at most 1% of the model, and LoRA's test accuracy is within
@@ -518,6 +519,7 @@ def _run_model(model: _Model, data: Data, cfg: dict[str, Any], seed: int,
         # the final validation accuracy chooses; the lower validation loss breaks ties
         chosen = max(runs, key=lambda r: (r["curve"]["val_accuracy"][-1],
                                           -r["curve"]["val_loss"][-1]))
+        merged = _params(chosen["final"], frozen, spec, merged=True)
         n_trainable = _n_params(trainable)
         n_total = _n_params(frozen) + n_trainable
         summary = None if spec is None else lora.summary(frozen, spec)
@@ -528,8 +530,8 @@ def _run_model(model: _Model, data: Data, cfg: dict[str, Any], seed: int,
             "targets": None if spec is None else list(spec.paths),
             "adapter_params": None if summary is None else summary.trainable,
             "val_accuracy": chosen["curve"]["val_accuracy"][-1],
-            "test_accuracy": _score(model, _params(chosen["final"], frozen, spec, merged=True),
-                                    data.test)[0],
+            "test_accuracy": _score(model, merged, data.test)[0],
+            "train_loss": _score(model, merged, data.train)[1],
             "step_seconds": float(np.median([s for r in runs for s in r["step_seconds"]])),
             "opt_bytes": chosen["opt_bytes"], "curve": chosen["curve"],
             "grid": [[r["lr"], r["curve"]["val_accuracy"][-1], r["curve"]["val_loss"][-1]]
@@ -619,8 +621,8 @@ def run(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
 
     # ---------------------------------------------------------------------------- tables
     columns = ["method", "rank", "trained params", "trained (%)", "learning rate",
-               "val accuracy (%)", "test accuracy (%)", "gap to full (points)", "step time (ms)",
-               "optimizer state (bytes)"]
+               "train loss", "val accuracy (%)", "test accuracy (%)", "gap to full (points)",
+               "step time (ms)", "optimizer state (bytes)"]
     titles = {
         "mlp": f"MLP 64-{'-'.join(map(str, cfg['mlp_hidden']))}-5 on the digits 5-9 "
                f"(pretrained on 0-4, {res['mlp']['n_params']:,} parameters, LoRA on "
@@ -635,7 +637,8 @@ def run(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     tables = [{
         "title": titles[name], "columns": columns,
         "rows": [[meth, m["rank"] or "", m["n_trainable"], 100 * m["fraction"], m["lr"],
-                  100 * m["val_accuracy"], 100 * m["test_accuracy"], gaps[name][meth],
+                  m["train_loss"], 100 * m["val_accuracy"], 100 * m["test_accuracy"],
+                  gaps[name][meth],
                   1e3 * m["step_seconds"], m["opt_bytes"]]
                  for meth, m in res[name]["methods"].items()],
     } for name in _MODELS]
@@ -695,8 +698,9 @@ def run(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         metrics[f"{name}_pretrain_test_accuracy"] = res[name]["pretrain_test_accuracy"]
         metrics[f"{name}_methods"] = {
             meth: {k: m[k] for k in ("kind", "rank", "targets", "lr", "n_trainable", "n_total",
-                                     "fraction", "adapter_params", "val_accuracy",
-                                     "test_accuracy", "step_seconds", "opt_bytes")}
+                                     "fraction", "adapter_params", "train_loss",
+                                     "val_accuracy", "test_accuracy", "step_seconds",
+                                     "opt_bytes")}
             for meth, m in res[name]["methods"].items()}
     metrics["seconds"] = time.perf_counter() - t_start
 
