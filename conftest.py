@@ -53,8 +53,9 @@ def key():
 def pytest_collection_modifyitems(config, items):
     """The documentation's examples (docstrings and the README, as doctests) are marked ``slow``.
 
-    They run eagerly and together compile about 1,250 programs (105 s of a default run on
-    2 cores), so they run with the heavier checks: ``pytest -m slow``, which CI runs.
+    They run eagerly and together compile about 1,250 programs (105 s on their own, with the
+    default run's two workers on 2 cores), so they run with the heavier checks:
+    ``pytest -m slow``, which CI runs.
     """
     for item in items:
         if isinstance(item, DoctestItem):

@@ -638,8 +638,7 @@ def run(config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         "title": titles[name], "columns": columns,
         "rows": [[meth, m["rank"] or "", m["n_trainable"], 100 * m["fraction"], m["lr"],
                   m["train_loss"], 100 * m["val_accuracy"], 100 * m["test_accuracy"],
-                  gaps[name][meth],
-                  1e3 * m["step_seconds"], m["opt_bytes"]]
+                  gaps[name][meth], 1e3 * m["step_seconds"], m["opt_bytes"]]
                  for meth, m in res[name]["methods"].items()],
     } for name in _MODELS]
     tables.append({

@@ -96,6 +96,23 @@ def test_patches_are_row_major_squares():
         np.testing.assert_array_equal(got, want)
 
 
+def test_score_is_accuracy_and_mean_cross_entropy():
+    """The reported accuracies and training loss, against numpy on the same logits."""
+    import jax
+
+    model = lf._make_models(lf.QUICK)["mlp"]
+    params = model.init(jax.random.key(0), 5)
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 64)).astype(np.float32)
+    y = rng.integers(0, 5, 40).astype(np.int32)
+    acc, loss = lf._score(model, params, (x, y))
+    z = np.asarray(model.apply(params, x), np.float64)
+    logp = z - z.max(axis=1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    assert acc == np.mean(z.argmax(axis=1) == y)
+    np.testing.assert_allclose(loss, -np.mean(logp[np.arange(40), y]), rtol=1e-5)
+
+
 @pytest.mark.parametrize(("override", "exc", "message"), [
     ({"mode": "fast"}, ValueError, r"`config\['mode'\]` must be one of 'quick', 'full', got "
                                    r"'fast'$"),
