@@ -17,7 +17,12 @@ Two models see the same data:
    ``transformer_patch`` patch of the image is a token (a dense patch embedding plus a learned
    position embedding), followed by pre-norm :func:`jaxla.nn.transformer_block` layers, a final
    layer norm, mean pooling over the tokens and a dense head. LoRA adapts the weights named by
-   ``transformer_targets`` (the attention value projections by default).
+   ``transformer_targets``: by default the position-embedding table (read through
+   :func:`jaxla.nn.embedding`, which applies an adapted table factored) and the attention value
+   projections. Adapting the position embedding matters on this task: which pixels tell the
+   new digits apart differs from the old ones. With the value projections alone (0.79% of the
+   parameters), rank-8 LoRA trailed full fine-tuning by 3.1 points on average over quick mode's
+   three seeds, against 0.2 points over five seeds with the position table adapted too.
 
 Why a transformer on the digits rather than the character-level language model of
 :mod:`experiments.attention`: that model needs about a minute of a 2-core CPU to get anywhere
@@ -60,8 +65,8 @@ numbers. The MLP's gap (one seed) is reported too.
 
 Both modes choose every method's learning rate on the validation images: quick mode from two
 rates per method, with fewer steps and three gap seeds (about two CPU-minutes), full
-mode from three rates per method, with a wider transformer (width 192), three times the steps
-and five gap seeds.
+mode from three rates per method, with twice the pretraining steps, three times the
+fine-tuning steps and five gap seeds.
 
 Run it alone with ``python -m experiments.lora_finetune [--quick | --full] [--out DIR]``.
 """
@@ -108,10 +113,11 @@ QUICK: dict[str, Any] = {
     "mlp_steps": 200,
     "mlp_lrs": {"full": [1e-3, 3e-3], "head": [1e-2, 3e-2], "lora": [3e-3, 1e-2],
                 "pissa": [3e-3, 1e-2]},
-    "transformer_d_model": 160, "transformer_heads": 4, "transformer_layers": 2,
-    "transformer_patch": 2, "transformer_targets": ["*/attention/value/w"],
-    "transformer_pretrain_steps": 300, "transformer_pretrain_lr": 1e-3, "transformer_steps": 100,
-    "transformer_lrs": {"full": [1e-3, 2e-3], "head": [1e-2, 3e-2], "lora": [1e-2, 3e-2],
+    "transformer_d_model": 192, "transformer_heads": 4, "transformer_layers": 2,
+    "transformer_patch": 2,
+    "transformer_targets": ["position_embedding/table", "*/attention/value/w"],
+    "transformer_pretrain_steps": 300, "transformer_pretrain_lr": 5e-4, "transformer_steps": 100,
+    "transformer_lrs": {"full": [5e-4, 1e-3], "head": [1e-2, 3e-2], "lora": [1e-2, 3e-2],
                         "pissa": [1e-2, 3e-2]},
     "gap_seeds": 3,
 }
@@ -119,8 +125,9 @@ QUICK: dict[str, Any] = {
 
 ``*_lrs`` map a method kind (``full``, ``head``, ``lora``, ``pissa``) to the learning rates
 tried (quick mode: two rates per method, the better ones in trial runs); every LoRA rank uses
-the ``lora`` grid. ``*_steps`` must be multiples of ``eval_every``. At width 160 the two
-rank-8 value adapters and the head are 0.95% of the transformer's parameters. ``gap_seeds``
+the ``lora`` grid. ``*_steps`` must be multiples of ``eval_every``. At width 192 the rank-8
+adapters of the (16, 192) position table and the two (192, 192) value projections, and the
+head, are 0.97% of the transformer's parameters. ``gap_seeds``
 (at least 2) is the number of seeds over which the transformer's rank-8 gap to full
 fine-tuning is averaged.
 """
@@ -130,7 +137,7 @@ FULL: dict[str, Any] = {
     "mlp_pretrain_steps": 600, "mlp_steps": 400,
     "mlp_lrs": {"full": [3e-4, 1e-3, 3e-3], "head": [1e-2, 3e-2, 1e-1],
                 "lora": [3e-3, 1e-2, 3e-2], "pissa": [1e-3, 3e-3, 1e-2]},
-    "transformer_d_model": 192, "transformer_pretrain_steps": 600, "transformer_steps": 300,
+    "transformer_pretrain_steps": 600, "transformer_steps": 300,
     "transformer_lrs": {"full": [5e-4, 1e-3, 2e-3], "head": [1e-2, 3e-2, 1e-1],
                         "lora": [3e-3, 1e-2, 3e-2], "pissa": [3e-3, 1e-2, 3e-2]},
     "gap_seeds": 5,
@@ -300,7 +307,8 @@ def _transformer_init(key: jax.Array, n_classes: int, *, d_model: int, num_heads
 def _transformer_apply(params: dict, x: jax.Array, *, num_heads: int, num_layers: int,
                        patch: int) -> jax.Array:
     h = jnn.dense(params["patch_embedding"], _patches(x, patch))
-    h = h + params["position_embedding"]["table"][None]
+    n_tokens = (8 // patch) ** 2
+    h = h + jnn.embedding(params["position_embedding"], np.arange(n_tokens))[None]
     for i in range(num_layers):
         h = jnn.transformer_block(params[f"blocks_{i}"], h, num_heads=num_heads)
     h = jnn.layer_norm(params["final_norm"], h)

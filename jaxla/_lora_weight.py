@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jaxla import _checks
 from jaxla._numerics import matmul
 
-__all__ = ["LoRAWeight", "dense_product"]
+__all__ = ["LoRAWeight", "dense_product", "table_rows", "transposed_product"]
 
 
 class LoRAWeight:
@@ -150,3 +150,29 @@ def dense_product(x: jax.Array, w: Any, cdt: Any) -> jax.Array:
     if isinstance(w, LoRAWeight):
         return w.apply(x, cdt)
     return matmul(x.astype(cdt), w.astype(cdt))
+
+
+def table_rows(table: Any, tokens: jax.Array) -> jax.Array:
+    """``table[tokens]`` (rows, NaN for an out-of-range id), in the dtype of ``table``.
+
+    A :class:`LoRAWeight` table gives ``w[tokens] + scale * a[tokens] @ b``: an embedding lookup
+    is the product ``one_hot(tokens) @ table``, so this is the adapted table's lookup without
+    forming ``a @ b``. The adapter's dropout does not apply (the input is token ids).
+    """
+    if not isinstance(table, LoRAWeight):
+        return jnp.take(table, tokens, axis=0, mode="fill", fill_value=jnp.nan)
+    cdt = _checks.compute_dtype(jnp.dtype(table.dtype))
+    rows = jnp.take(table.w, tokens, axis=0, mode="fill", fill_value=jnp.nan).astype(cdt)
+    a_rows = jnp.take(table.a, tokens, axis=0, mode="fill", fill_value=jnp.nan).astype(cdt)
+    low = matmul(a_rows, table.b.astype(cdt))
+    return (rows + jnp.asarray(table.scale, cdt) * low).astype(table.dtype)
+
+
+def transposed_product(x: jax.Array, table: Any, cdt: Any) -> jax.Array:
+    """``x @ table.T`` in ``cdt`` at ``precision=HIGHEST``; a :class:`LoRAWeight` table gives
+    ``x @ w.T + scale * (x @ b.T) @ a.T`` (no dropout), without forming ``a @ b``."""
+    x = x.astype(cdt)
+    if not isinstance(table, LoRAWeight):
+        return matmul(x, table.astype(cdt).T)
+    low = matmul(matmul(x, table.b.astype(cdt).T), table.a.astype(cdt).T)
+    return matmul(x, table.w.astype(cdt).T) + jnp.asarray(table.scale, cdt) * low

@@ -673,9 +673,11 @@ def apply(
     The :mod:`jaxla.nn` layers, and any model code that multiplies ``x @ w``, then compute
     ``x @ w + s * (x @ a) @ b`` without forming the (d_in, d_out) product ``a @ b``. Pure and
     cheap (no arithmetic): call it inside the loss to differentiate with respect to
-    ``adapters`` only. Works under ``jit`` and ``vmap``. Target only weights that the model uses
-    as ``x @ w`` (dense layers, attention projections): an embedding table, or a weight used
-    transposed or reshaped, does not accept a ``LoRAWeight``; :func:`merge` works for those.
+    ``adapters`` only. Works under ``jit`` and ``vmap``. Target weights that the model uses as
+    ``x @ w`` (dense layers, attention projections) or as an embedding table read through
+    :func:`jaxla.nn.embedding` / :func:`jaxla.nn.embedding_attend` (rows ``w[ids] + s *
+    a[ids] @ b``); a weight used otherwise (indexed directly, transposed, reshaped) does not
+    accept a ``LoRAWeight``: :func:`merge` works for those.
 
     Args:
         base: The frozen parameters (from :func:`init`).

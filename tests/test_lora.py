@@ -488,6 +488,55 @@ def test_grads_float64_finite_differences():
     check_grads(f, (ad["proj/w"]["a"], ad["proj/w"]["b"]), order=2, modes=["fwd", "rev"])
 
 
+def test_embedding_table_adapters_factored_equal_merged_and_reference():
+    """An adapted (V, D) table read through nn.embedding / nn.embedding_attend (the rows and the
+    transposed product of W + s A B, factored) against float64 numpy and against merge."""
+    params = {"emb": nn.embedding_init(jax.random.key(0), 7, 5)}
+    s = lora.spec(params, "emb/table", rank=2, alpha=3.0)
+    ad = random_adapters(s, 2)
+    merged = np_merged(params, ad, s)["emb/table"]
+    adapted = lora.apply(params, ad, s)["emb"]
+    ids = jnp.array([[0, 6, 3], [3, 3, 1]])
+    x = jax.random.normal(jax.random.key(1), (2, 5), jnp.float32)
+    rows = nn.embedding(adapted, ids)
+    assert rows.dtype == jnp.float32 and rows.shape == (2, 3, 5)
+    np.testing.assert_allclose(np.asarray(rows, np.float64), merged[np.asarray(ids)],
+                               rtol=1e-6, atol=1e-6)
+    logits = nn.embedding_attend(adapted, x)
+    np.testing.assert_allclose(np.asarray(logits, np.float64),
+                               np.asarray(x, np.float64) @ merged.T, rtol=1e-5, atol=1e-5)
+    # B = 0: exactly the base table's rows and logits
+    base, zero = lora.init(jax.random.key(3), params, s)
+    at_init = lora.apply(base, zero, s)["emb"]
+    np.testing.assert_array_equal(nn.embedding(at_init, ids), nn.embedding(params["emb"], ids))
+    np.testing.assert_array_equal(nn.embedding_attend(at_init, x),
+                                  nn.embedding_attend(params["emb"], x))
+
+
+def test_tied_token_embedding_adapters_in_decoder_lm():
+    params = lm_params()
+    s = lora.spec(params, ("token_embedding/table", *LM_TARGETS), rank=2)
+    ad = random_adapters(s, 6, scale=0.2)
+    assert lora.check_merge(lm_jit, params, ad, s, tokens()) <= 1e-5
+    base, zero = lora.init(jax.random.key(2), params, s)
+    np.testing.assert_array_equal(np.asarray(lm_jit(lora.apply(base, zero, s), tokens())),
+                                  np.asarray(lm_jit(params, tokens())))
+
+
+def test_grads_float64_embedding_table():
+    base = {"emb": {"table": jax.random.normal(jax.random.key(0), (6, 4), jnp.float64)}}
+    s = lora.spec(base, "emb/table", rank=2, alpha=3.0)
+    ad = random_adapters(s, 1, dtype=jnp.float64)
+    ids = jnp.array([1, 5, 1])
+    x = jax.random.normal(jax.random.key(2), (3, 4), jnp.float64)
+
+    def f(a, b):
+        emb = lora.apply(base, {"emb/table": {"a": a, "b": b}}, s)["emb"]
+        return jnp.tanh(nn.embedding(emb, ids)), jnp.tanh(nn.embedding_attend(emb, x))
+
+    check_grads(f, (ad["emb/table"]["a"], ad["emb/table"]["b"]), order=2, modes=["fwd", "rev"])
+
+
 @pytest.mark.slow
 def test_grads_float64_attention():
     attn_base = nn.multi_head_attention_init(jax.random.key(3), 4, 2, dtype=jnp.float64)

@@ -35,8 +35,8 @@ from jax.typing import ArrayLike
 
 from jaxla import _checks
 from jaxla._checks import shape_of as _shape
-from jaxla._lora_weight import dense_product
-from jaxla._numerics import HIGHEST, matmul
+from jaxla._lora_weight import dense_product, table_rows, transposed_product
+from jaxla._numerics import HIGHEST
 from jaxla.nn import initializers as _init
 
 __all__ = [
@@ -578,7 +578,11 @@ def embedding(params: dict[str, jax.Array], tokens: ArrayLike) -> jax.Array:
     """Look up token embeddings: ``table[tokens]``.
 
     Args:
-        params: ``{"table": (V, D)}`` from :func:`embedding_init`.
+        params: ``{"table": (V, D)}`` from :func:`embedding_init`. ``"table"`` may be a
+            :class:`jaxla.lora.LoRAWeight` (as made by :func:`jaxla.lora.apply`): then the
+            rows are ``W[tokens] + scale * A[tokens] B``, the lookup of the adapted table
+            ``W + scale * A B`` without forming ``A B`` (the adapter's dropout does not apply:
+            the input is token ids).
         tokens: Integer token ids of any shape (...), in ``[0, V)``. Ids are checked when
             ``tokens`` is concrete; under ``jit`` an out-of-range id gives a row of NaN.
 
@@ -601,14 +605,16 @@ def embedding(params: dict[str, jax.Array], tokens: ArrayLike) -> jax.Array:
     fn = f"{_MODULE}.embedding"
     table = _entry(params, fn, "table", 2, "(V, D)")
     tokens = _check_tokens(tokens, _shape(table)[0], fn)
-    return jnp.take(table, tokens, axis=0, mode="fill", fill_value=jnp.nan)
+    return table_rows(table, tokens)
 
 
 def embedding_attend(params: dict[str, jax.Array], x: ArrayLike) -> jax.Array:
     """Logits against every embedding, ``x @ table.T``, for tied input/output embeddings.
 
     Args:
-        params: ``{"table": (V, D)}`` from :func:`embedding_init`.
+        params: ``{"table": (V, D)}`` from :func:`embedding_init`. ``"table"`` may be a
+            :class:`jaxla.lora.LoRAWeight`: then the logits are
+            ``x W.T + scale * (x B.T) A.T``, without forming ``A B`` (no adapter dropout).
         x: (..., D) features.
 
     Returns:
@@ -632,8 +638,7 @@ def embedding_attend(params: dict[str, jax.Array], x: ArrayLike) -> jax.Array:
     table = _entry(params, fn, "table", 2, "(V, D)")
     x = _checks.as_float_array(x, fn, "x", min_ndim=1, doc="(..., D)")
     _check_features(x, _shape(table)[1], fn, f"params['table'] of shape {_shape(table)}")
-    cdt = _compute(x, table)
-    return matmul(x.astype(cdt), table.astype(cdt).T).astype(x.dtype)
+    return transposed_product(x, table, _compute(x, table)).astype(x.dtype)
 
 
 # --------------------------------------------------------------------------------------------
