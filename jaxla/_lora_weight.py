@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jaxla import _checks
 from jaxla._numerics import matmul
 
-__all__ = ["LoRAWeight", "dense_product", "table_rows", "transposed_product"]
+__all__ = ["LoRAWeight", "dense_product", "table_rows", "table_slice", "transposed_product"]
 
 
 class LoRAWeight:
@@ -164,6 +164,20 @@ def table_rows(table: Any, tokens: jax.Array) -> jax.Array:
     cdt = _checks.compute_dtype(jnp.dtype(table.dtype))
     rows = jnp.take(table.w, tokens, axis=0, mode="fill", fill_value=jnp.nan).astype(cdt)
     a_rows = jnp.take(table.a, tokens, axis=0, mode="fill", fill_value=jnp.nan).astype(cdt)
+    low = matmul(a_rows, table.b.astype(cdt))
+    return (rows + jnp.asarray(table.scale, cdt) * low).astype(table.dtype)
+
+
+def table_slice(table: Any, start: Any, size: int) -> jax.Array:
+    """Rows ``start .. start + size - 1`` of ``table`` (``lax.dynamic_slice`` semantics: the
+    start is clamped so that the rows exist), in the dtype of ``table``; a :class:`LoRAWeight`
+    table gives those rows of ``w + scale * a @ b`` without forming ``a @ b``."""
+    start = jnp.asarray(start, jnp.int32)
+    if not isinstance(table, LoRAWeight):
+        return jax.lax.dynamic_slice_in_dim(table, start, size, axis=0)
+    cdt = _checks.compute_dtype(jnp.dtype(table.dtype))
+    rows = jax.lax.dynamic_slice_in_dim(table.w, start, size, axis=0).astype(cdt)
+    a_rows = jax.lax.dynamic_slice_in_dim(table.a, start, size, axis=0).astype(cdt)
     low = matmul(a_rows, table.b.astype(cdt))
     return (rows + jnp.asarray(table.scale, cdt) * low).astype(table.dtype)
 

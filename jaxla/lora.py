@@ -676,7 +676,8 @@ def apply(
     ``adapters`` only. Works under ``jit`` and ``vmap``. Target weights that the model uses as
     ``x @ w`` (dense layers, attention projections) or as an embedding table read through
     :func:`jaxla.nn.embedding` / :func:`jaxla.nn.embedding_attend` (rows ``w[ids] + s *
-    a[ids] @ b``); a weight used otherwise (indexed directly, transposed, reshaped) does not
+    a[ids] @ b``), as :func:`jaxla.nn.decoder_lm` reads its token and position tables; a
+    weight used otherwise (indexed directly, transposed, reshaped) does not
     accept a ``LoRAWeight``: :func:`merge` works for those.
 
     Args:

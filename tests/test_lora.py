@@ -513,14 +513,24 @@ def test_embedding_table_adapters_factored_equal_merged_and_reference():
                                   nn.embedding_attend(params["emb"], x))
 
 
-def test_tied_token_embedding_adapters_in_decoder_lm():
+def test_embedding_table_adapters_in_decoder_lm():
+    """The tied token table (lookup and output logits) and the position table (read at the
+    cache's offset when decoding) adapted factored, against the merged model."""
     params = lm_params()
-    s = lora.spec(params, ("token_embedding/table", *LM_TARGETS), rank=2)
+    tables = ("token_embedding/table", "position_embedding/table")
+    s = lora.spec(params, (*tables, *LM_TARGETS), rank=2)
     ad = random_adapters(s, 6, scale=0.2)
     assert lora.check_merge(lm_jit, params, ad, s, tokens()) <= 1e-5
     base, zero = lora.init(jax.random.key(2), params, s)
     np.testing.assert_array_equal(np.asarray(lm_jit(lora.apply(base, zero, s), tokens())),
                                   np.asarray(lm_jit(params, tokens())))
+    # decoding in two pieces through the cache: the second piece reads positions 4 and 5
+    adapted, merged = lora.apply(params, ad, s), lora.merge(params, ad, s)
+    cache = nn.init_decoder_cache(params, 2, 6, num_heads=LM["num_heads"])
+    first, cache = lm_jit(adapted, tokens()[:, :4], cache=cache)
+    second, _ = lm_jit(adapted, tokens()[:, 4:], cache=cache)
+    np.testing.assert_allclose(jnp.concatenate([first, second], axis=1),
+                               lm_jit(merged, tokens()), rtol=1e-5, atol=1e-5)
 
 
 def test_grads_float64_embedding_table():

@@ -50,6 +50,7 @@ from jax.typing import ArrayLike
 
 from jaxla import _checks
 from jaxla._checks import shape_of as _shape
+from jaxla._lora_weight import table_slice
 from jaxla.nn import layers as _layers
 from jaxla.nn.attention import (
     KVCache,
@@ -544,8 +545,7 @@ def _embed(params: dict[str, Any], tokens: jax.Array, start: Any) -> jax.Array:
     x = x * jnp.asarray(math.sqrt(d_model), x.dtype)
     if "position_embedding" in params:
         pos_table = params["position_embedding"]["table"]
-        pos = lax.dynamic_slice_in_dim(pos_table, jnp.asarray(start, jnp.int32), T, axis=0)
-        pos = pos.astype(x.dtype)
+        pos = table_slice(pos_table, start, T).astype(x.dtype)  # LoRAWeight: applied factored
     else:
         pos = _sinusoidal(T, d_model, start, x.dtype)
     return x + jnp.reshape(pos, (1,) * (x.ndim - 2) + pos.shape)
