@@ -152,6 +152,16 @@ def dense_product(x: jax.Array, w: Any, cdt: Any) -> jax.Array:
     return matmul(x.astype(cdt), w.astype(cdt))
 
 
+def _adapted_rows(table: Any, take: Any) -> jax.Array:
+    """``take(table)`` for a row selection ``take``; for a :class:`LoRAWeight`,
+    ``take(w) + scale * take(a) @ b`` (the selected rows of ``w + scale * a @ b``)."""
+    if not isinstance(table, LoRAWeight):
+        return take(table)
+    cdt = _checks.compute_dtype(jnp.dtype(table.dtype))
+    low = matmul(take(table.a).astype(cdt), table.b.astype(cdt))
+    return (take(table.w).astype(cdt) + jnp.asarray(table.scale, cdt) * low).astype(table.dtype)
+
+
 def table_rows(table: Any, tokens: jax.Array) -> jax.Array:
     """``table[tokens]`` (rows, NaN for an out-of-range id), in the dtype of ``table``.
 
@@ -159,13 +169,8 @@ def table_rows(table: Any, tokens: jax.Array) -> jax.Array:
     is the product ``one_hot(tokens) @ table``, so this is the adapted table's lookup without
     forming ``a @ b``. The adapter's dropout does not apply (the input is token ids).
     """
-    if not isinstance(table, LoRAWeight):
-        return jnp.take(table, tokens, axis=0, mode="fill", fill_value=jnp.nan)
-    cdt = _checks.compute_dtype(jnp.dtype(table.dtype))
-    rows = jnp.take(table.w, tokens, axis=0, mode="fill", fill_value=jnp.nan).astype(cdt)
-    a_rows = jnp.take(table.a, tokens, axis=0, mode="fill", fill_value=jnp.nan).astype(cdt)
-    low = matmul(a_rows, table.b.astype(cdt))
-    return (rows + jnp.asarray(table.scale, cdt) * low).astype(table.dtype)
+    return _adapted_rows(
+        table, lambda t: jnp.take(t, tokens, axis=0, mode="fill", fill_value=jnp.nan))
 
 
 def table_slice(table: Any, start: Any, size: int) -> jax.Array:
@@ -173,13 +178,7 @@ def table_slice(table: Any, start: Any, size: int) -> jax.Array:
     start is clamped so that the rows exist), in the dtype of ``table``; a :class:`LoRAWeight`
     table gives those rows of ``w + scale * a @ b`` without forming ``a @ b``."""
     start = jnp.asarray(start, jnp.int32)
-    if not isinstance(table, LoRAWeight):
-        return jax.lax.dynamic_slice_in_dim(table, start, size, axis=0)
-    cdt = _checks.compute_dtype(jnp.dtype(table.dtype))
-    rows = jax.lax.dynamic_slice_in_dim(table.w, start, size, axis=0).astype(cdt)
-    a_rows = jax.lax.dynamic_slice_in_dim(table.a, start, size, axis=0).astype(cdt)
-    low = matmul(a_rows, table.b.astype(cdt))
-    return (rows + jnp.asarray(table.scale, cdt) * low).astype(table.dtype)
+    return _adapted_rows(table, lambda t: jax.lax.dynamic_slice_in_dim(t, start, size, axis=0))
 
 
 def transposed_product(x: jax.Array, table: Any, cdt: Any) -> jax.Array:
