@@ -20,9 +20,11 @@ Two models see the same data:
    ``transformer_targets``: by default the position-embedding table (read through
    :func:`jaxla.nn.embedding`, which applies an adapted table factored) and the attention value
    projections. Adapting the position embedding matters on this task: which pixels tell the
-   new digits apart differs from the old ones. With the value projections alone (0.79% of the
-   parameters), rank-8 LoRA trailed full fine-tuning by 3.1 points on average over quick mode's
-   three seeds (``config={"transformer_targets": ["*/attention/value/w"]}``).
+   new digits apart differs from the old ones. In quick mode's three gap seeds, rank-8 LoRA
+   on the value projections alone (0.79% of the parameters,
+   ``config={"transformer_targets": ["*/attention/value/w"]}``) reaches 90.6 / 89.2 / 91.7%
+   test accuracy, 1.8 points below full fine-tuning (92.2 / 90.6 / 94.2%) on average; with
+   the position table too, 91.7 / 92.8 / 95.5%, 1.0 point above it.
 
 Why a transformer on the digits rather than the character-level language model of
 :mod:`experiments.attention`: that model needs about a minute of a 2-core CPU to get anywhere
@@ -307,8 +309,7 @@ def _transformer_init(key: jax.Array, n_classes: int, *, d_model: int, num_heads
 def _transformer_apply(params: dict, x: jax.Array, *, num_heads: int, num_layers: int,
                        patch: int) -> jax.Array:
     h = jnn.dense(params["patch_embedding"], _patches(x, patch))
-    n_tokens = (8 // patch) ** 2
-    h = h + jnn.embedding(params["position_embedding"], np.arange(n_tokens))[None]
+    h = h + jnn.embedding(params["position_embedding"], np.arange(h.shape[-2]))[None]
     for i in range(num_layers):
         h = jnn.transformer_block(params[f"blocks_{i}"], h, num_heads=num_heads)
     h = jnn.layer_norm(params["final_norm"], h)

@@ -7,6 +7,7 @@ without importing each other. Users reach it as ``jaxla.lora.LoRAWeight``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -152,7 +153,7 @@ def dense_product(x: jax.Array, w: Any, cdt: Any) -> jax.Array:
     return matmul(x.astype(cdt), w.astype(cdt))
 
 
-def _adapted_rows(table: Any, take: Any) -> jax.Array:
+def _adapted_rows(table: Any, take: Callable[[jax.Array], jax.Array]) -> jax.Array:
     """``take(table)`` for a row selection ``take``; for a :class:`LoRAWeight`,
     ``take(w) + scale * take(a) @ b`` (the selected rows of ``w + scale * a @ b``)."""
     if not isinstance(table, LoRAWeight):

@@ -505,6 +505,16 @@ def test_embedding_table_adapters_factored_equal_merged_and_reference():
     logits = nn.embedding_attend(adapted, x)
     np.testing.assert_allclose(np.asarray(logits, np.float64),
                                np.asarray(x, np.float64) @ merged.T, rtol=1e-5, atol=1e-5)
+    # under jit, the same numbers
+    np.testing.assert_allclose(jax.jit(nn.embedding)(adapted, ids), rows, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(jax.jit(nn.embedding_attend)(adapted, x), logits,
+                               rtol=1e-6, atol=1e-6)
+    # a bfloat16 table: bfloat16 rows, computed in float32 (to bfloat16's precision)
+    low = jax.tree.map(lambda v: v.astype(jnp.bfloat16), (params, ad))
+    rows16 = nn.embedding(lora.apply(*low, s)["emb"], ids)
+    ref16 = np_merged(*low, s)["emb/table"][np.asarray(ids)]
+    assert rows16.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(rows16, np.float64), ref16, rtol=1e-2, atol=1e-2)
     # B = 0: exactly the base table's rows and logits
     base, zero = lora.init(jax.random.key(3), params, s)
     at_init = lora.apply(base, zero, s)["emb"]
